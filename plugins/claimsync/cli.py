@@ -1,0 +1,101 @@
+"""The ``claimsync`` command (also ``python -m claimsync``).
+
+Exit codes: 0 success (exceptions found are not a failure), 2 bad input or config,
+1 a failed run. Errors a user can cause are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from claimsync import __version__
+from claimsync.config import Settings
+from claimsync.errors import ClaimsyncError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _add_url_options(parser: argparse.ArgumentParser, *systems: str) -> None:
+    for system in systems:
+        parser.add_argument(
+            f"--{system}-url",
+            metavar="URL",
+            help=f"SQLAlchemy URL of the {system} database (default: $CLAIMSYNC_{system.upper()}_URL)",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from claimsync import commands
+
+    parser = argparse.ArgumentParser(
+        prog="claimsync",
+        description=(
+            "Keep an OA system and an expense-reimbursement system in step, and show finance "
+            "where they disagree. Connection URLs come from CLAIMSYNC_OA_URL, "
+            "CLAIMSYNC_EXPENSE_URL and CLAIMSYNC_STATE_URL, or the --*-url options."
+        ),
+        epilog="Times are ISO 8601 (2026-03-31T12:00:00+08:00, or a date); without an offset they mean Asia/Shanghai.",
+    )
+    parser.add_argument("--version", action="version", version=f"claimsync {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="zero-setup tour: PostgreSQL, both reference systems with realistic data, one run, the report",
+        description=(
+            "Start or reuse PostgreSQL (the configured URLs, else an embedded server under .claimsync/), "
+            "create both reference systems filled with realistic, deterministic data with planted "
+            "discrepancies, write the answer key, run claimsync once and print where everything is."
+        ),
+    )
+    demo.add_argument("--scale", type=int, default=2000, help="number of OA expense requests (default 2000)")
+    demo.add_argument("--seed", type=int, default=20260331, help="random seed; same seed, same data (default 20260331)")
+    demo.add_argument("--as-of", metavar="T", help="the demo's 'now' (default: the current minute)")
+    demo.add_argument("--empty", action="store_true", help="create both reference schemas with no rows and stop")
+    demo.add_argument("--replace", action="store_true", help="wipe existing reference data in configured databases")
+    demo.add_argument(
+        "--out", type=Path, default=None, help="where to write the answer key and report (default .claimsync/demo)"
+    )
+    demo.add_argument("--no-run", action="store_true", help="only create the data; do not run sync and reconcile")
+    _add_url_options(demo, "oa", "expense", "state")
+    demo.set_defaults(handler=commands.demo)
+
+    db = sub.add_parser("db", help="manage claimsync's state schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_init = db_sub.add_parser(
+        "init",
+        help="create or migrate the state schema (idempotent)",
+        description="Apply the numbered migrations in sql/state/ that the state database lacks; a second run changes nothing.",
+    )
+    _add_url_options(db_init, "state")
+    db_init.set_defaults(handler=commands.db_init)
+
+    pg = sub.add_parser(
+        "pg",
+        help="the embedded PostgreSQL the demo uses when none is configured",
+        description="Start, stop or locate the embedded PostgreSQL whose data lives in .claimsync/pg.",
+    )
+    pg.add_argument("action", choices=["start", "stop", "status"])
+    pg.set_defaults(handler=commands.pg)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().with_urls(
+            getattr(args, "oa_url", None), getattr(args, "expense_url", None), getattr(args, "state_url", None)
+        )
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ClaimsyncError as exc:
+        print(f"claimsync: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("claimsync: interrupted", file=sys.stderr)
+        return 1
