@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_init = db_sub.add_parser(
         "init",
         help="create or migrate the state schema (idempotent)",
-        description="Apply the numbered migrations in sql/state/ that the state database lacks; a second run changes nothing.",
+        description=(
+            "Apply the numbered migrations in sql/state/ that the state database lacks; a second run changes nothing."
+        ),
     )
     _add_url_options(db_init, "state")
     db_init.set_defaults(handler=commands.db_init)
