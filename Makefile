@@ -30,4 +30,4 @@ typecheck: env
 	@$(UV) run --locked --quiet mypy
 
 bench: env
-	@$(UV) run --locked --quiet python -m bench $(ARGS)
+	@$(UV) run --locked --quiet python -m bench.$(NAME) $(ARGS)

@@ -35,7 +35,7 @@ def safe_url(url: str | URL) -> str:
         parsed = url if isinstance(url, URL) else make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def create_engine(url: str, what: str = "database", **kwargs: Any) -> Engine:
