@@ -5,6 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 export UV_PROJECT_ENVIRONMENT ?= $(CURDIR)/.venv
+# Trust the platform's certificate store too (corporate proxies re-sign TLS).
+export UV_SYSTEM_CERTS ?= 1
+export UV_NATIVE_TLS ?= 1
 
 .PHONY: demo test lint typecheck bench env
 env: $(UV)
@@ -14,7 +17,7 @@ $(CURDIR)/.tools/bin/uv:
 	@$(PYTHON) -c 'import sys; sys.exit("claimsync needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	@echo "bootstrapping uv into .tools/ (once)"
 	@$(PYTHON) -m venv $(CURDIR)/.tools
-	@$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
+	@$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.13,<1'
 
 demo: env
 	@$(UV) run --locked --quiet claimsync demo $(ARGS)
