@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_url_options(db_init, "state")
     db_init.set_defaults(handler=commands.db_init)
+    db_roles = db_sub.add_parser(
+        "roles",
+        help="print (or apply) least-privilege grants for the OA or expense database",
+        description=(
+            "Render sql/roles/<system>.sql for the configured schema and table names: a read-only extract role "
+            "and a writer that may change only the columns claimsync owns. Prints the SQL for your DBA; "
+            "--apply runs it with the system's configured URL (which must own the tables)."
+        ),
+    )
+    db_roles.add_argument("system", choices=["oa", "expense"])
+    db_roles.add_argument("--reader", help="extract role name (default claimsync_<system>_reader)")
+    db_roles.add_argument("--writer", help="write-back role name (default claimsync_<system>_writer)")
+    db_roles.add_argument("--apply", action="store_true", help="run the grants instead of printing them")
+    _add_url_options(db_roles, "oa", "expense")
+    db_roles.set_defaults(handler=commands.db_roles)
 
     pg = sub.add_parser(
         "pg",

@@ -47,6 +47,27 @@ def db_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def db_roles(args: argparse.Namespace, settings: Settings) -> int:
+    from claimsync.roles import DEFAULT_ROLES, apply_grants, render_grants
+
+    default_reader, default_writer = DEFAULT_ROLES[args.system]
+    script = render_grants(args.system, settings, args.reader or default_reader, args.writer or default_writer)
+    if not args.apply:
+        print(script)
+        return 0
+    settings.require_urls(args.system)
+    url = settings.oa_url if args.system == "oa" else settings.expense_url
+    assert url is not None
+    engine = create_engine(url, args.system)
+    try:
+        check_reachable(engine, args.system)
+        apply_grants(engine, script)
+    finally:
+        engine.dispose()
+    print(f"granted least privileges on the {args.system} database")
+    return 0
+
+
 def pg(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = local_dir() / "pg"
     if args.action == "start":
