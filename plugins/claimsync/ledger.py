@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -191,6 +191,14 @@ SELECT
 """
 
 
+_NEW_BY_CODE: Final = """
+SELECT e.code, count(*) AS n, COALESCE(sum(r.amount_impact * 100), 0) AS cents
+FROM claimsync.recon_run_exception r JOIN claimsync.recon_exception e ON e.id = r.exception_id
+WHERE r.run_id = :run_id AND e.first_run_id = :run_id
+GROUP BY e.code ORDER BY e.code
+"""
+
+
 class ReconciliationFigures(Protocol):
     """What the ledger needs of a reconciliation result (claimsync.reconcile.ReconResult)."""
 
@@ -218,9 +226,14 @@ class LedgerSummary:
     reopened: int  # resolved before, found again by this run
     auto_resolved: int  # no longer found by this (full) run
     outstanding: int  # open + acknowledged in the whole ledger afterwards
+    new_by_code: Mapping[str, int] = field(default_factory=dict)  # code → exceptions first seen by this run
+    new_amounts_cents: Mapping[str, int] = field(default_factory=dict)  # code → their amount impact in cents
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["new_by_code"] = dict(self.new_by_code)
+        data["new_amounts_cents"] = dict(self.new_amounts_cents)
+        return data
 
 
 def record_reconciliation(
@@ -279,7 +292,10 @@ def ledger_summary(state_engine: Engine, run_id: str) -> LedgerSummary:
 
 def _summary(conn: Connection, run_id: str) -> LedgerSummary:
     row = conn.execute(sa.text(_SUMMARY), {"run_id": run_id}).one()
+    new = conn.execute(sa.text(_NEW_BY_CODE), {"run_id": run_id}).all()
     return LedgerSummary(
+        new_by_code={r.code: int(r.n) for r in new},
+        new_amounts_cents={r.code: int(r.cents) for r in new},
         run_id=run_id,
         found=int(row.found),
         new=int(row.new),

@@ -71,8 +71,11 @@ def set_status(engine: sa.Engine, key: str, status: str) -> None:
 def test_first_and_last_seen_and_auto_resolve_on_a_full_run(state: sa.Engine) -> None:
     first = record_run(state, "r1", T1, exceptions_frame(RUN1))
     assert (first.found, first.new, first.reopened, first.auto_resolved, first.outstanding) == (3, 3, 0, 0, 3)
+    assert first.new_by_code == {"amount_mismatch": 1, "missing_in_expense": 1, "missing_in_oa": 1}
+    assert first.new_amounts_cents == {"amount_mismatch": 10000, "missing_in_expense": 8850, "missing_in_oa": 30000}
     second = record_run(state, "r2", T2, exceptions_frame(RUN2))
     assert (second.found, second.new, second.reopened, second.auto_resolved, second.outstanding) == (1, 0, 0, 2, 1)
+    assert second.new_by_code == {}
 
     rows = ledger(state)
     mismatch = rows["amount_mismatch|oa:1001"]
