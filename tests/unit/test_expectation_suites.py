@@ -77,7 +77,8 @@ def test_suite_loads_and_round_trips_through_gx(name: str) -> None:
     assert len(spec.rules) == len(document["expectations"]) > 0
     for rule in spec.rules:
         assert rule.level in ("row", "table")
-        assert rule.reason and rule.check
+        assert rule.reason
+        assert rule.check
 
 
 def test_every_suite_file_is_a_known_suite_named_after_its_stem() -> None:
@@ -280,7 +281,7 @@ def test_payments_rules(gx: GxValidator, mode: str) -> None:
         P3         | B1         | FAILURE    | 张伟       | 6222021234567891234  | 100          | payee_account_masked
         P4         | <NA>       | PROCESSING | <NA>       | 6222 **** **** 1234  | 100          | claim_code_present payee_name_present payment_id_unique
         P4         | B1         | SUCCESS    | 张伟       | 6222 **** **** 1234  | <NA>         | payment_id_unique amount_cents_present
-        """,
+        """,  # noqa: E501
         mode,
     )
 
