@@ -1,0 +1,564 @@
+"""The PostgreSQL adapter: pull both systems' records, raw, fast, and in one code path.
+
+Every query lives in ``sql/oa/extract_*.sql`` and ``sql/expense/extract_*.sql``; this module
+fills in the configured schema and table names (validated by claimsync.config, quoted
+here) and one *scope* fragment per query, and binds every value as a parameter.
+
+Scope: which records a run takes
+- **full** (no window, no bucket): everything of the configured workflow / form type;
+- **window** ``[start - settings.overlap, end)`` of each side's change cursor: OA
+  ``lastoperatedate``+``lastoperatetime`` (text in settings.timezone, compared as text so
+  the index on the two columns serves it), expense ``flow.update_time`` and
+  ``payment.update_time``;
+- **bucket** ``(i, n)``: a stable hash (PostgreSQL ``hashtextextended``) of the OA
+  ``requestid`` for OA rows, and of ``oa_request_id`` (else the claim ``code``) for
+  expense rows, so both sides of a primary link fall into the same bucket.
+
+Window and bucket pick the *seed* records. Unless the scope is full, the seeds' link
+counterparts are then fetched by key (requestid ↔ oa_request_id, bxdh ↔ code), and theirs,
+until nothing new turns up, so every link group (see claimsync.rules "Linking") a seed
+belongs to is complete and a windowed or bucketed reconcile sees both sides of every claim
+it touches. Each claim row carries ``scope_bucket``: the bucket of the row when the run's
+window selected it (0 without buckets), NULL for a counterpart outside the window; a
+bucketed reconcile uses it to decide which bucket reports a link group (claimsync.reconcile).
+
+Transport: ``COPY (query) TO STDOUT`` as CSV, parsed by pyarrow's multi-threaded CSV
+reader into Arrow-backed pandas frames, both systems at once on two connections, each in
+one read-only repeatable-read transaction (a consistent snapshot per side). Every column
+is given an explicit type: amounts and OA dates stay **text** (never float), integers are
+nullable ``Int64``, timestamptz values are UTC timestamps. claimsync.canonical turns these
+raw frames into the canonical model.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from claimsync.canonical import Sides, canonicalize
+from claimsync.config import Settings
+from claimsync.db import quote_ident, raw_cursor, safe_url
+from claimsync.errors import ClaimsyncError, ConfigError
+from claimsync.resources import sql_dir
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+__all__ = ["PARTS", "RawSides", "Sides", "Window", "extract_raw", "extract_sides"]
+
+PARTS: Final = ("claims", "org")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run's extraction window: records whose change cursor is in ``[start - overlap, end)``.
+
+    ``start=None`` means a full extraction (every record; ``end`` is then only the run's
+    reference time). Both are tz-aware instants.
+    """
+
+    start: datetime | None
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ConfigError(f"the window {name} must carry a time zone, got {value.isoformat()}")
+        if self.start is not None and self.start > self.end:
+            raise ConfigError(f"the window starts after it ends: {self.start.isoformat()} > {self.end.isoformat()}")
+
+    @property
+    def full(self) -> bool:
+        return self.start is None
+
+
+@dataclass(frozen=True)
+class RawSides:
+    """The records as the two systems store them (column names are the source's).
+
+    Amounts (``bxje``, ``je``, ``sum_amount``, ``pay_money``, ``amount``) and OA dates are
+    text exactly as stored; claimsync.canonical parses them. A quality gate may add or
+    change rows here before canonicalization. ``scope_bucket`` on the claim frames: see
+    the module docstring.
+    """
+
+    oa_claims: pd.DataFrame
+    oa_lines: pd.DataFrame
+    oa_employees: pd.DataFrame
+    oa_departments: pd.DataFrame
+    expense_claims: pd.DataFrame
+    expense_lines: pd.DataFrame
+    expense_payments: pd.DataFrame
+    expense_employees: pd.DataFrame
+    expense_departments: pd.DataFrame
+    window: Window | None = None
+    bucket: tuple[int, int] | None = None
+
+
+# Column types of each query's output; every other column is text.
+_I64 = pa.int64()
+_TS = pa.timestamp("us", tz="UTC")
+_TYPES: Final[Mapping[str, Mapping[str, pa.DataType]]] = {
+    "oa/claims": {"requestid": _I64, "sqr_status": _I64, "deleted": _I64, "scope_bucket": _I64},
+    "oa/lines": {"requestid": _I64, "id": _I64},
+    "oa/employees": {"status": _I64},
+    "oa/departments": {},
+    "expense/claims": {
+        "oa_request_id": _I64,
+        "scope_bucket": _I64,
+        "approve_time": _TS,
+        "pay_time": _TS,
+        "create_time": _TS,
+        "update_time": _TS,
+    },
+    "expense/lines": {"seq": _I64},
+    "expense/payments": {"create_time": _TS, "finish_time": _TS, "update_time": _TS},
+    "expense/employees": {"active": pa.bool_(), "update_time": _TS},
+    "expense/departments": {"active": pa.bool_(), "update_time": _TS},
+}
+
+# Scope fragments (SQL over each query's own table aliases); values are bound parameters.
+_BUCKET_HASH = "mod(mod(hashtextextended({key}, 0), %(buckets)s) + %(buckets)s, %(buckets)s)"
+_OA_CLAIM_SCOPE: Final = {
+    "window": "(r.lastoperatedate, r.lastoperatetime) >= (%(since_date)s, %(since_time)s)"
+    " AND (r.lastoperatedate, r.lastoperatetime) < (%(until_date)s, %(until_time)s)",
+    "hash": _BUCKET_HASH.format(key="r.requestid::text"),
+    "keys": "(r.requestid = ANY(%(key_ids)s) OR f.bxdh = ANY(%(key_codes)s))",
+    "extra": "r.requestid = ANY(%(extra_ids)s)",
+}
+_EXPENSE_CLAIM_SCOPE: Final = {
+    "window": "fl.id IN (SELECT w.id FROM {schema}.flow w WHERE w.update_time >= %(since)s"
+    " AND w.update_time < %(until)s UNION SELECT p.flow_id FROM {schema}.payment p"
+    " WHERE p.update_time >= %(since)s AND p.update_time < %(until)s)",
+    "hash": _BUCKET_HASH.format(key="COALESCE(fl.oa_request_id::text, fl.code)"),
+    "keys": "(fl.oa_request_id = ANY(%(key_ids)s) OR fl.code = ANY(%(key_codes)s))",
+    "extra": "fl.code = ANY(%(extra_codes)s)",
+}
+# The OA requests a scope takes, for queries over the log and the lines (aliases r, f inside).
+_OA_REQUESTS: Final = (
+    "SELECT r.requestid FROM {{schema}}.workflow_requestbase r"
+    " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
+    " WHERE r.workflowid = %(workflow_id)s AND ({where})"
+)
+_ORG_SCOPE: Final = {
+    "oa/employees": {
+        "window": "(e.lastmoddate, e.lastmodtime) >= (%(since_date)s, %(since_time)s)"
+        " AND (e.lastmoddate, e.lastmodtime) < (%(until_date)s, %(until_time)s)",
+        "hash": _BUCKET_HASH.format(key="e.workcode"),
+        "keys": "e.workcode = ANY(%(key_codes)s)",
+    },
+    "oa/departments": {
+        "window": "d.modified >= %(since_stamp)s AND d.modified < %(until_stamp)s",
+        "hash": _BUCKET_HASH.format(key="d.departmentmark"),
+        "keys": "d.departmentmark = ANY(%(key_codes)s)",
+    },
+    "expense/employees": {
+        "window": "s.update_time >= %(since)s AND s.update_time < %(until)s",
+        "hash": _BUCKET_HASH.format(key="s.code"),
+        "keys": "s.code = ANY(%(key_codes)s)",
+    },
+    "expense/departments": {
+        "window": "d.update_time >= %(since)s AND d.update_time < %(until)s",
+        "hash": _BUCKET_HASH.format(key="d.code"),
+        "keys": "d.code = ANY(%(key_codes)s)",
+    },
+}
+_ORG_KEY: Final = {
+    "oa/employees": "workcode",
+    "oa/departments": "departmentmark",
+    "expense/employees": "code",
+    "expense/departments": "code",
+}
+# A claim row's own cursor; extraction sorts nothing, reconcile needs no order.
+_SESSION_SETUP: Final = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    "SET LOCAL TIME ZONE 'UTC'",
+    # Joins of a full extraction hash a million rows: let them stay in memory.
+    "SET LOCAL work_mem = '256MB'",
+    "SET LOCAL jit = off",
+)
+
+
+@cache
+def _template(name: str) -> str:
+    system, entity = name.split("/")
+    return (sql_dir() / system / f"extract_{entity}.sql").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The seed predicate of one run, as SQL over a query's aliases, and its parameters."""
+
+    window: Window | None
+    bucket: tuple[int, int] | None
+    params: Mapping[str, Any]
+
+    @property
+    def full(self) -> bool:
+        return (self.window is None or self.window.full) and self.bucket is None
+
+    def seed(self, fragments: Mapping[str, str]) -> str:
+        parts = []
+        if self.window is not None and not self.window.full:
+            parts.append(fragments["window"])
+        if self.bucket is not None:
+            parts.append(f"{fragments['hash']} = %(bucket)s")
+        return " AND ".join(f"({p})" for p in parts) or "TRUE"
+
+    def scope_bucket(self, fragments: Mapping[str, str]) -> str:
+        """The bucket of a row the window selected (0 without buckets), else NULL."""
+        bucket = fragments["hash"] if self.bucket is not None else "0"
+        if self.window is not None and not self.window.full:
+            return f"CASE WHEN {fragments['window']} THEN {bucket} END"
+        return bucket
+
+
+def _scope(settings: Settings, window: Window | None, bucket: tuple[int, int] | None) -> _Scope:
+    params: dict[str, Any] = {}
+    if bucket is not None:
+        index, count = bucket
+        if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
+            raise ConfigError(f"a bucket is (index, count) with 0 <= index < count, got {bucket!r}")
+        params.update(bucket=index, buckets=count)
+    if window is not None and not window.full:
+        assert window.start is not None
+        since = window.start - settings.overlap
+        params.update(since=since, until=window.end)
+        # The OA cursor is whole seconds of local text: t >= since ⟺ t >= ceil(since), same for until.
+        for name, instant in (("since", since), ("until", window.end)):
+            local = _ceil_second(instant.astimezone(settings.tz))
+            params[f"{name}_date"] = local.strftime("%Y-%m-%d")
+            params[f"{name}_time"] = local.strftime("%H:%M:%S")
+            params[f"{name}_stamp"] = local.strftime("%Y-%m-%d %H:%M:%S")
+    return _Scope(window, bucket, params)
+
+
+def _ceil_second(instant: datetime) -> datetime:
+    if instant.microsecond:
+        return instant.replace(microsecond=0) + timedelta(seconds=1)
+    return instant
+
+
+def _render(conn: Connection, name: str, settings: Settings, **fragments: str) -> str:
+    """The query ``name`` with quoted identifiers and scope fragments filled in."""
+    mapping = settings.mapping
+    if name.startswith("oa/"):
+        identifiers = {
+            "schema": quote_ident(conn, mapping.oa_schema),
+            "form_table": quote_ident(conn, mapping.oa_form_table),
+            "lines_table": quote_ident(conn, mapping.oa_form_lines_table),
+        }
+    else:
+        identifiers = {"schema": quote_ident(conn, mapping.expense_schema)}
+    filled = {key: value.format(**identifiers) for key, value in fragments.items()}
+    return _template(name).format(**identifiers, **filled)
+
+
+def _copy_frame(conn: Connection, name: str, query: str, params: Mapping[str, Any]) -> pd.DataFrame:
+    """Run ``query`` through ``COPY … TO STDOUT`` (CSV) and parse it with pyarrow."""
+    with raw_cursor(conn) as cursor:
+        bound = cursor.mogrify(query, dict(params)).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    view = buffer.getbuffer()
+    header_end = bytes(view[: 1 << 16]).find(b"\n")
+    header = bytes(view[:header_end]).decode().split(",")
+    types = _TYPES[name]
+    table = pa_csv.read_csv(
+        pa.BufferReader(pa.py_buffer(view)),
+        read_options=pa_csv.ReadOptions(block_size=8 << 20),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={column: types.get(column, pa.string()) for column in header},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    del view
+    return _to_pandas(table)
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    frame: pd.DataFrame = table.to_pandas(types_mapper=mapping.get, self_destruct=True)
+    return frame
+
+
+class _Side:
+    """One system's connection inside its snapshot transaction, and its queries."""
+
+    def __init__(self, system: str, conn: Connection, settings: Settings, scope: _Scope) -> None:
+        self.system = system
+        self.conn = conn
+        self.settings = settings
+        self.scope = scope
+        self.fragments = _OA_CLAIM_SCOPE if system == "oa" else _EXPENSE_CLAIM_SCOPE
+
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.scope.params,
+            "workflow_id": self.settings.mapping.oa_workflow_id,
+            "form_type": self.settings.mapping.expense_form_type,
+            **extra,
+        }
+
+    def claims(self, where: str, **params: Any) -> pd.DataFrame:
+        name = f"{self.system}/claims"
+        fragments = {"scope": where, "scope_bucket": self.scope.scope_bucket(self.fragments)}
+        if self.system == "oa":
+            fragments["log_scope"] = (
+                "TRUE" if where == "TRUE" else f"l.requestid IN ({_OA_REQUESTS.format(where=where)})"
+            )
+        query = _render(self.conn, name, self.settings, **fragments)
+        return _copy_frame(self.conn, name, query, self._params(**params))
+
+    def seed_claims(self) -> pd.DataFrame:
+        return self.claims(self.scope.seed(self.fragments))
+
+    def lookup_claims(self, ids: Collection[int], codes: Collection[str]) -> pd.DataFrame:
+        """Claims linked by key to records already extracted, other than the seeds themselves."""
+        where = f"{self.fragments['keys']} AND NOT ({self.scope.seed(self.fragments)})"
+        return self.claims(where, key_ids=sorted(ids), key_codes=sorted(codes))
+
+    def details(self, entity: str, extra: Collection[Any]) -> pd.DataFrame:
+        """Lines or payments of the seed claims and of the counterparts fetched by key."""
+        name = f"{self.system}/{entity}"
+        where = self.scope.seed(self.fragments)
+        params: dict[str, Any] = {}
+        if extra and not self.scope.full:
+            where = f"({where}) OR {self.fragments['extra']}"
+            params["extra_ids" if self.system == "oa" else "extra_codes"] = sorted(extra)
+        if self.system == "oa" and where != "TRUE":
+            where = f"f.requestid IN ({_OA_REQUESTS.format(where=where)})"
+        query = _render(self.conn, name, self.settings, lines_scope=where)
+        return _copy_frame(self.conn, name, query, self._params(**params))
+
+    def org(self, entity: str, codes: Collection[str] | None = None) -> pd.DataFrame:
+        """Employees or departments: the seeds (window, bucket), or those with the given codes."""
+        name = f"{self.system}/{entity}"
+        fragments = _ORG_SCOPE[name]
+        if codes is None:
+            where = self.scope.seed(fragments)
+            params: dict[str, Any] = {}
+        else:
+            where = f"{fragments['keys']} AND NOT ({self.scope.seed(fragments)})"
+            params = {"key_codes": sorted(codes)}
+        query = _render(self.conn, name, self.settings, scope=where)
+        return _copy_frame(self.conn, name, query, self._params(**params))
+
+
+def extract_raw(
+    oa_engine: Engine,
+    expense_engine: Engine,
+    settings: Settings,
+    *,
+    window: Window | None = None,
+    bucket: tuple[int, int] | None = None,
+    parts: Iterable[str] = PARTS,
+) -> RawSides:
+    """Extract both systems' raw records for ``window`` (None = full) and ``bucket`` (None = all).
+
+    ``parts`` limits the extraction to ``claims`` (claims, lines, payments) or ``org``
+    (employees, departments); frames of a part not extracted are empty. An unreachable
+    database or a missing table stops with one line (ClaimsyncError).
+    """
+    wanted = set(parts)
+    if not wanted or wanted - set(PARTS):
+        raise ConfigError(f"parts must be among {', '.join(PARTS)}, got {sorted(wanted)!r}")
+    scope = _scope(settings, window, bucket)
+    with (
+        _snapshot(oa_engine, "OA") as oa_conn,
+        _snapshot(expense_engine, "expense") as expense_conn,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="claimsync-extract") as pool,
+    ):
+        oa = _Side("oa", oa_conn, settings, scope)
+        expense = _Side("expense", expense_conn, settings, scope)
+        frames: dict[str, pd.DataFrame] = {}
+        if "claims" in wanted:
+            frames.update(_extract_claims(pool, oa, expense))
+        if "org" in wanted:
+            frames.update(_extract_org(pool, oa, expense))
+    return RawSides(**{name: frames.get(name, _empty(name)) for name in _FRAME_QUERIES}, window=window, bucket=bucket)
+
+
+_FRAME_QUERIES: Final = {
+    "oa_claims": "oa/claims",
+    "oa_lines": "oa/lines",
+    "oa_employees": "oa/employees",
+    "oa_departments": "oa/departments",
+    "expense_claims": "expense/claims",
+    "expense_lines": "expense/lines",
+    "expense_payments": "expense/payments",
+    "expense_employees": "expense/employees",
+    "expense_departments": "expense/departments",
+}
+
+# Output columns of each query (for the empty frame of a part that was not extracted).
+_COLUMNS: Final = {
+    "oa/claims": (
+        "requestid requestmark bxdh sqr_workcode sqr_status sqbm_departmentmark bxje bz currentnodetype deleted"
+        " fkzt fkrq pzh createdate createtime lastoperatedate lastoperatetime last_logtype last_logdate"
+        " last_logtime scope_bucket"
+    ),
+    "oa/lines": "requestid id fylx je fpdm fphm kprq",
+    "oa/employees": "workcode lastname departmentmark status email lastmoddate lastmodtime",
+    "oa/departments": "departmentmark departmentname parent_departmentmark canceled modified",
+    "expense/claims": (
+        "id code oa_request_id submitter_code department_code sum_amount pay_money currency state approve_time"
+        " pay_time voucher_no create_time update_time scope_bucket"
+    ),
+    "expense/lines": "code seq fee_type amount invoice_code invoice_number invoice_date",
+    "expense/payments": ("id code amount status payee_name payee_account_masked create_time finish_time update_time"),
+    "expense/employees": "code name department_code email active update_time",
+    "expense/departments": "code name parent_code active update_time",
+}
+
+
+def _empty(frame: str) -> pd.DataFrame:
+    name = _FRAME_QUERIES[frame]
+    types = _TYPES[name]
+    schema = pa.schema([(column, types.get(column, pa.string())) for column in _COLUMNS[name].split()])
+    return _to_pandas(schema.empty_table())
+
+
+def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
+    oa_future = pool.submit(oa.seed_claims)
+    oa_claims, expense_claims = oa_future.result(), expense.seed_claims()
+    extra_ids: set[int] = set()
+    extra_codes: set[str] = set()
+    if not oa.scope.full:
+        # Close the link groups: fetch counterparts by key until nothing new turns up.
+        asked_oa: tuple[set[int], set[str]] = (set(), set())
+        asked_expense: tuple[set[int], set[str]] = (set(), set())
+        while True:
+            oa_ids = set(_ints(expense_claims["oa_request_id"])) - asked_oa[0]
+            oa_codes = set(_texts(expense_claims["code"])) - asked_oa[1]
+            expense_ids = set(_ints(oa_claims["requestid"])) - asked_expense[0]
+            expense_codes = set(_texts(oa_claims["bxdh"])) - asked_expense[1]
+            if not (oa_ids or oa_codes or expense_ids or expense_codes):
+                break
+            asked_oa[0].update(oa_ids)
+            asked_oa[1].update(oa_codes)
+            asked_expense[0].update(expense_ids)
+            asked_expense[1].update(expense_codes)
+            oa_future = pool.submit(oa.lookup_claims, oa_ids, oa_codes)
+            more_expense = expense.lookup_claims(expense_ids, expense_codes)
+            more_oa = oa_future.result()
+            more_oa = more_oa[~more_oa["requestid"].isin(oa_claims["requestid"])]
+            more_expense = more_expense[~more_expense["code"].isin(expense_claims["code"])]
+            extra_ids.update(_ints(more_oa["requestid"]))
+            extra_codes.update(_texts(more_expense["code"]))
+            oa_claims = _concat(oa_claims, more_oa)
+            expense_claims = _concat(expense_claims, more_expense)
+    oa_lines = pool.submit(oa.details, "lines", extra_ids)
+    expense_lines = expense.details("lines", extra_codes)
+    expense_payments = expense.details("payments", extra_codes)
+    raw_oa_lines = oa_lines.result()
+    # A full extraction reads the lines table whole: keep the lines of the requests taken.
+    raw_oa_lines = raw_oa_lines[raw_oa_lines["requestid"].isin(oa_claims["requestid"])].reset_index(drop=True)
+    return {
+        "oa_claims": oa_claims,
+        "oa_lines": raw_oa_lines,
+        "expense_claims": expense_claims,
+        "expense_lines": expense_lines,
+        "expense_payments": expense_payments,
+    }
+
+
+def _extract_org(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
+    frames: dict[str, pd.DataFrame] = {}
+    for entity, oa_key, expense_key in (("employees", "workcode", "code"), ("departments", "departmentmark", "code")):
+        oa_future = pool.submit(oa.org, entity)
+        oa_rows, expense_rows = oa_future.result(), expense.org(entity)
+        if not oa.scope.full:
+            # Counterparts by code (unique on each side): one hop completes the pairs.
+            oa_future = pool.submit(oa.org, entity, set(_texts(expense_rows[expense_key])))
+            more_expense = expense.org(entity, set(_texts(oa_rows[oa_key])))
+            more_oa = oa_future.result()
+            oa_rows = _concat(oa_rows, more_oa[~more_oa[oa_key].isin(oa_rows[oa_key])])
+            expense_rows = _concat(
+                expense_rows, more_expense[~more_expense[expense_key].isin(expense_rows[expense_key])]
+            )
+        frames[f"oa_{entity}"] = oa_rows
+        frames[f"expense_{entity}"] = expense_rows
+    return frames
+
+
+def _ints(series: pd.Series) -> list[int]:
+    return [int(v) for v in series.dropna().unique()]
+
+
+def _texts(series: pd.Series) -> list[str]:
+    return [str(v) for v in series.dropna().unique()]
+
+
+def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    if second.empty:
+        return first
+    return pd.concat([first, second], ignore_index=True)
+
+
+class _snapshot:
+    """A connection in a read-only repeatable-read transaction; failures become one line."""
+
+    def __init__(self, engine: Engine, what: str) -> None:
+        self.engine = engine
+        self.what = what
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self.conn = self.engine.connect()
+            self.conn.begin()
+            for statement in _SESSION_SETUP:
+                self.conn.execute(sa.text(statement))
+        except DBAPIError as exc:
+            self._close()
+            raise _extract_error(exc, self.what, self.engine.url) from None
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._close()
+        if isinstance(exc, DBAPIError):
+            raise _extract_error(exc, self.what, self.engine.url) from None
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def _extract_error(exc: DBAPIError, what: str, url: URL) -> ClaimsyncError:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+    return ClaimsyncError(f"extracting from the {what} database at {safe_url(url)} failed: {reason}")
+
+
+def extract_sides(
+    oa_engine: Engine,
+    expense_engine: Engine,
+    settings: Settings,
+    *,
+    window: Window | None = None,
+    bucket: tuple[int, int] | None = None,
+    parts: Iterable[str] = PARTS,
+) -> Sides:
+    """:func:`extract_raw` then :func:`claimsync.canonical.canonicalize`."""
+    return canonicalize(
+        extract_raw(oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts), settings
+    )
