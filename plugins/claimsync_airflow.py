@@ -21,8 +21,8 @@ Configuration (environment of the api-server):
 - the CSRF key is derived from ``[api] secret_key`` (the same on every api-server worker).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the auth dependencies'
+# annotations at runtime, and they name types imported inside build_app().
 import functools
 import os
 from typing import Any

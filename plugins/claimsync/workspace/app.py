@@ -268,7 +268,8 @@ def _side_value(page: Page, name: str, value: Any, currency: str) -> str:
         except ArithmeticError:
             return str(value)
     if name == "state":
-        return f"{page.t.of('state', str(value))} ({value})" if page.lang == "zh" else str(value)
+        label = page.t.of("state", str(value))
+        return f"{label} ({value})" if label != str(value) else label
     if name == "changed_at" and isinstance(value, str):
         try:
             return page.when(datetime.fromisoformat(value))
