@@ -71,6 +71,8 @@ class PlannedWrite:
     ``after`` the values to write. Keys are the field names of the table's
     :class:`TableSpec` (for references such as a staff's department, the referenced code).
     ``note`` says why, in one sentence; it becomes the flow_log comment of a claim.
+    ``depends_on`` names another write of the same run (:attr:`ref`) that must be applied
+    first; if it was not, this one is deferred (OA ``bxdh`` waits for the claim it names).
     """
 
     target: str
@@ -80,10 +82,16 @@ class PlannedWrite:
     before: Mapping[str, Any] | None
     after: Mapping[str, Any]
     note: str = ""
+    depends_on: str | None = None
 
     @property
     def business_key(self) -> str:
         return write_business_key(self.target, self.table, self.record_key)
+
+    @property
+    def ref(self) -> str:
+        """``target:table:record_key``: how another write names this one in ``depends_on``."""
+        return f"{self.target}:{self.table}:{self.record_key}"
 
 
 def write_business_key(target: str, table: str, record_key: str) -> str:
@@ -480,6 +488,7 @@ def store_plan(
                     _csv_field(image_json(w.before)),
                     _csv_field(image_json(w.after)),
                     _csv_field(w.note),
+                    _csv_field(w.depends_on),
                 )
             )
             + "\n"
@@ -498,7 +507,7 @@ def store_plan(
         with raw_cursor(conn) as cursor:
             cursor.copy_expert(
                 "COPY claimsync.planned_write (run_id, target, table_name, operation, record_key, batch_no,"
-                " before_image, after_image, note) FROM STDIN WITH (FORMAT csv)",
+                " before_image, after_image, note, depends_on) FROM STDIN WITH (FORMAT csv)",
                 data,
             )
         conn.execute(
@@ -697,6 +706,7 @@ def apply_plan(
     for table, batch_no in sorted(batches, key=lambda b: (rank[b[0]], b[1])):
         spec = specs[(target, table)]
         params = {"run_id": run_id, "target": target, "table": table, "batch": batch_no}
+        summary.deferred += _defer_unmet_dependencies(state_engine, params)
         with state_engine.connect() as state_conn, target_engine.begin() as target_conn:
             _copy_rows(state_conn, _PLANNED_ROWS, params, target_conn)
             ops = [
@@ -717,6 +727,38 @@ def apply_plan(
         )
         summary.batches += 1
     return summary
+
+
+def _defer_unmet_dependencies(state_engine: Engine, batch: Mapping[str, Any]) -> int:
+    """Defer the batch's writes whose ``depends_on`` write was not applied; refuse if it is still pending."""
+    with state_engine.begin() as conn:
+        pending = conn.execute(
+            sa.text(
+                "SELECT w.depends_on FROM claimsync.planned_write w JOIN claimsync.planned_write d"
+                " ON d.run_id = w.run_id AND d.target || ':' || d.table_name || ':' || d.record_key = w.depends_on"
+                " WHERE w.run_id = :run_id AND w.target = :target AND w.table_name = :table AND w.batch_no = :batch"
+                " AND w.status = 'planned' AND w.depends_on IS NOT NULL AND d.status = 'planned' LIMIT 1"
+            ),
+            batch,
+        ).scalar()
+        if pending is not None:
+            raise ClaimsyncError(
+                f"run {batch['run_id']}: {batch['target']} writes wait for {pending}, which is not applied yet:"
+                " apply the expense plan before the OA plan"
+            )
+        return conn.execute(
+            sa.text(
+                "UPDATE claimsync.planned_write w SET status = 'deferred',"
+                " detail = 'deferred: needs ' || w.depends_on || ', which was not applied ('"
+                "  || COALESCE(d.status, 'not in this run') || '); a later run retries'"
+                " FROM claimsync.planned_write w2 LEFT JOIN claimsync.planned_write d"
+                " ON d.run_id = w2.run_id AND d.target || ':' || d.table_name || ':' || d.record_key = w2.depends_on"
+                " WHERE w.id = w2.id AND w.run_id = :run_id AND w.target = :target AND w.table_name = :table"
+                " AND w.batch_no = :batch AND w.status = 'planned' AND w.depends_on IS NOT NULL"
+                " AND (d.id IS NULL OR d.status <> 'applied')"
+            ),
+            batch,
+        ).rowcount
 
 
 def _describe(spec: TableSpec, image: Mapping[str, Any] | None, found: Mapping[str, Any] | None) -> str:

@@ -17,9 +17,15 @@ ALTER TABLE claimsync.planned_write
     ADD COLUMN found_image   jsonb NULL,
     -- The target's change cursor as the applied write left it (expense update_time; null for OA),
     -- so a revert of an inserted row can tell that nobody touched the row since.
-    ADD COLUMN target_cursor timestamptz NULL;
+    ADD COLUMN target_cursor timestamptz NULL,
+    -- Another write of the same run this one needs first, as target:table:record_key (e.g. OA
+    -- bxdh waits for the expense claim it names); deferred if that write was not applied.
+    ADD COLUMN depends_on    text NULL;
 
 CREATE INDEX planned_write_record_idx ON claimsync.planned_write (target, table_name, record_key);
+-- Deferred writes are carried into the next run of their flow (claimsync.sync).
+CREATE INDEX planned_write_deferred_idx ON claimsync.planned_write (target, table_name, record_key)
+    WHERE status = 'deferred';
 
 -- The canonical frames a DAG run extracted, staged between its extract and plan tasks
 -- (Parquet, one row per frame). Deleted when the run finishes; a failed run keeps them
