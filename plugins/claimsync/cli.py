@@ -63,6 +63,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_url_options(demo, "oa", "expense", "state")
     demo.set_defaults(handler=commands.demo)
 
+    sync = sub.add_parser(
+        "sync",
+        help="write what each system owns to the other: org (departments, staff), claims, or all",
+        description=(
+            "Plan the writes (before- and after-images stored in the state database), then apply them as "
+            "compare-and-set: a value a person changed since it was read is never overwritten but recorded "
+            "as a write_conflict. Without --since the window starts at the flow's watermark (a first run "
+            "reads everything). Rerunning is safe: what is already in step is not written again."
+        ),
+    )
+    sync.add_argument("flow", choices=["org", "claims", "all"])
+    sync.add_argument("--since", metavar="T", help="start of the window of changes to read (default: the watermark)")
+    sync.add_argument("--until", metavar="T", help="end of the window (default: now)")
+    sync.add_argument("--full", action="store_true", help="read everything, not a window")
+    sync.add_argument("--dry-run", action="store_true", help="print and store the plan; write nothing")
+    sync.add_argument("--force", action="store_true", help="apply a plan the circuit breaker would stop")
+    sync.add_argument("--wait", action="store_true", help="wait for another copy of the flow instead of exiting")
+    _add_url_options(sync, "oa", "expense", "state")
+    sync.set_defaults(handler=commands.sync)
+
+    revert = sub.add_parser(
+        "revert",
+        help="put a sync run's before-images back where its after-images are still there",
+        description=(
+            "Undo the writes of sync run RUN_ID with the same compare-and-set: a value is restored only "
+            "where it still holds what the run wrote; the rest is listed. A claim the run created is voided."
+        ),
+    )
+    revert.add_argument("run_id", metavar="RUN_ID")
+    revert.add_argument("--wait", action="store_true", help="wait for a running copy of the flow instead of exiting")
+    _add_url_options(revert, "oa", "expense", "state")
+    revert.set_defaults(handler=commands.revert)
+
     db = sub.add_parser("db", help="manage claimsync's state schema")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_init = db_sub.add_parser(

@@ -168,6 +168,18 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
             targets.server.stop()
 
 
+def sync(args: argparse.Namespace, settings: Settings) -> int:
+    from claimsync.sync import sync_command
+
+    return sync_command(args, settings)
+
+
+def revert(args: argparse.Namespace, settings: Settings) -> int:
+    from claimsync.sync import revert_command
+
+    return revert_command(args, settings)
+
+
 def _schema_has_rows(engine: sa.Engine, schema: str) -> bool:
     with engine.connect() as conn:
         tables = (
