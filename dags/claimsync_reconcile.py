@@ -1,0 +1,170 @@
+"""
+### claimsync_reconcile — daily reconciliation of OA and expense, and the finance report
+
+Every day at 00:00 Asia/Shanghai this DAG reconciles the OA system (泛微 e-cology style)
+with the expense system (合思 style) as of the end of the run's data interval, records
+what disagrees in claimsync's exception ledger (state database) and publishes the
+finance report (`report.html`, `report.xlsx`, `exceptions.csv`) for the run.
+
+**Flow** — `prepare.open_run` → `reconcile.list_buckets` → `reconcile.reconcile_bucket`
+(one mapped task per hash bucket of the business key) → `publish.record_ledger` (merge the buckets, cross-bucket
+rules, ledger) → `publish.render_report` → `publish.close_run`.
+
+**Params** (for manual runs)
+
+- `as_of` — ISO 8601 time or date to reconcile as of (without an offset: Asia/Shanghai).
+  Default: the run's data interval end, else its logical date, else when a manual run
+  was created. Never the wall clock, so a rerun reconciles as of the same instant.
+- `full` (default `true`) — reconcile everything and resolve exceptions that are gone;
+  `false` reconciles only records changed in the data interval and resolves nothing.
+- `buckets` (default `1`) — split the reconciliation into N hash buckets of the business
+  key, one mapped task each, so the work spreads over workers.
+
+**Connections** — `claimsync_oa`, `claimsync_expense`, `claimsync_state` (override the
+ids with `CLAIMSYNC_OA_CONN_ID` etc.). They are resolved inside the tasks, never while
+the file is parsed. Report files go to `$CLAIMSYNC_REPORT_DIR/<run id>/` (default
+`$AIRFLOW_HOME/claimsync-reports`); the same report renders from the state database in
+the claimsync UI.
+
+**Rerunning** — every task is safe to rerun, alone or with its downstream:
+- `open_run` re-opens the run's row (same run id, nothing duplicated) and drops partial
+  results left by an earlier attempt with a different bucket count;
+- `reconcile_bucket` re-reads both systems and replaces its bucket's partial result;
+- `record_ledger` re-merges the partials and rewrites this run's ledger entries: counts,
+  first/last seen and events are not duplicated; exceptions a person acknowledged or
+  wrote off keep their status;
+- `render_report` re-renders the files from the ledger;
+- `close_run` marks the run succeeded again, and repeats the new-critical-exceptions alert.
+Nothing here writes to OA or the expense system. On failure the callback logs the run id
+and the number of exceptions found so far.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
+
+from _claimsync_common import (
+    DEFAULT_ARGS,
+    claimsync_settings,
+    on_task_failure,
+    report_dir,
+    run_as_of,
+    run_window,
+    triggered_by,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dag(
+    dag_id="claimsync_reconcile",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Asia/Shanghai"),
+    start_date=datetime(2026, 1, 1, tzinfo=SHANGHAI),
+    catchup=False,
+    max_active_runs=1,
+    default_args={**DEFAULT_ARGS, "on_failure_callback": on_task_failure},
+    tags=["claimsync", "reconcile", "finance"],
+    doc_md=__doc__,
+    params={
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            description="ISO 8601 time or date; empty = the run's data interval end",
+        ),
+        "full": Param(True, type="boolean", description="full reconciliation (resolves what is gone)"),
+        "buckets": Param(1, type="integer", minimum=1, maximum=64, description="hash buckets, one task each"),
+    },
+)
+def claimsync_reconcile() -> None:
+    @task_group(group_id="prepare")
+    def prepare() -> Any:
+        @task(multiple_outputs=True)
+        def open_run(**context: Any) -> dict[str, Any]:
+            """Record the run in the state DB and decide its as-of and buckets."""
+            from claimsync.pipeline import start_reconciliation
+
+            params = context["params"]
+            window_start, window_end = run_window(context)
+            return start_reconciliation(
+                claimsync_settings(),
+                as_of=run_as_of(context, params.get("as_of")),
+                run_id=context["run_id"],
+                triggered_by=triggered_by(context),
+                full=bool(params["full"]),
+                buckets=int(params["buckets"]),
+                window_start=window_start,
+                window_end=window_end,
+            )
+
+        return open_run()
+
+    @task_group(group_id="reconcile")
+    def reconcile(run: Any) -> Any:
+        @task(map_index_template="{{ bucket_label }}")
+        def reconcile_bucket(recon_run_id: str, buckets: int, bucket: int) -> dict[str, Any]:
+            """Extract both sides of one bucket, reconcile them, keep the partial result."""
+            from airflow.sdk import get_current_context
+
+            from claimsync.pipeline import reconcile_bucket as reconcile_one
+
+            get_current_context()["bucket_label"] = f"bucket {bucket + 1}/{buckets}"  # type: ignore[typeddict-unknown-key]
+
+            return reconcile_one(claimsync_settings(), recon_run_id, bucket=bucket, buckets=buckets).to_dict()
+
+        @task
+        def list_buckets(buckets: int) -> list[int]:
+            """One mapped reconcile task per bucket."""
+            return list(range(buckets))
+
+        return reconcile_bucket.partial(recon_run_id=run["run_id"], buckets=run["buckets"]).expand(
+            bucket=list_buckets(run["buckets"])
+        )
+
+    @task_group(group_id="publish")
+    def publish(run: Any, partials: Any) -> None:
+        @task
+        def record_ledger(recon_run_id: str, partials: list[dict[str, Any]]) -> dict[str, Any]:
+            """Merge the buckets, run the cross-bucket rules, write the exception ledger."""
+            from claimsync.pipeline import record_partials
+
+            return record_partials(claimsync_settings(), recon_run_id, expected_buckets=len(list(partials))).to_dict()
+
+        @task
+        def render_report(recon_run_id: str, recorded: dict[str, Any]) -> dict[str, str]:
+            """Render report.html, report.xlsx and exceptions.csv from the ledger."""
+            from claimsync.pipeline import render_report as render
+
+            return render(claimsync_settings(), recon_run_id, report_dir(recon_run_id)).to_dict()
+
+        @task
+        def close_run(
+            recon_run_id: str, recorded: dict[str, Any], files: dict[str, str], **context: Any
+        ) -> dict[str, Any]:
+            """Mark the run succeeded; alert when it found new critical exceptions."""
+            from _claimsync_alerts import alert_new_critical
+            from claimsync.pipeline import close_run as close
+
+            close(claimsync_settings(), recon_run_id, {**recorded, "report": files})
+            alerted = alert_new_critical(
+                context["dag"].dag_id, recon_run_id, recorded["new_by_code"], recorded["new_amounts_cents"]
+            )
+            return {
+                "run_id": recon_run_id,
+                "exceptions": recorded["found"],
+                "report": files["html"],
+                "alerted": alerted,
+            }
+
+        recorded = record_ledger(run["run_id"], partials)
+        files = render_report(run["run_id"], recorded)
+        close_run(run["run_id"], recorded, files)
+
+    run = prepare()
+    publish(run, reconcile(run))
+
+
+claimsync_reconcile()
