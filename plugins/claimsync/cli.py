@@ -63,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_url_options(demo, "oa", "expense", "state")
     demo.set_defaults(handler=commands.demo)
 
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="full reconciliation of OA and expense; writes report.html, report.xlsx, exceptions.csv",
+        description=(
+            "Reconcile both systems as of a time, record the exceptions in the state database's ledger "
+            "and write the finance report into DIR. Exit code 0 even when exceptions are found."
+        ),
+    )
+    reconcile.add_argument("--as-of", metavar="T", help="reconcile as of this time (default: now)")
+    reconcile.add_argument(
+        "--out", metavar="DIR", type=Path, default=None, help="report folder (default ./claimsync-report-<date>)"
+    )
+    reconcile.add_argument(
+        "--buckets", type=int, default=1, metavar="N", help="reconcile in N hash buckets, less memory each (default 1)"
+    )
+    _add_url_options(reconcile, "oa", "expense", "state")
+    reconcile.set_defaults(handler=commands.reconcile)
+
     sync = sub.add_parser(
         "sync",
         help="write what each system owns to the other: org (departments, staff), claims, or all",

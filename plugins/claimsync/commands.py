@@ -168,6 +168,12 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
             targets.server.stop()
 
 
+def reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from claimsync.pipeline import reconcile_command
+
+    return reconcile_command(args, settings)
+
+
 def sync(args: argparse.Namespace, settings: Settings) -> int:
     from claimsync.sync import sync_command
 

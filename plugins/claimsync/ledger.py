@@ -367,27 +367,53 @@ COMPARED_FIELDS: Final[Sequence[str]] = (
 
 
 def side_snapshots(exceptions: pd.DataFrame, oa_claims: pd.DataFrame, expense_claims: pd.DataFrame) -> pd.DataFrame:
-    """``exceptions`` with ``oa_side``/``expense_side``: each side's canonical claim as a small dict.
+    """``exceptions`` with ``oa_side``/``expense_side``: each side's canonical claim as JSON text.
 
     The OA side is looked up by ``oa_request_id``, the expense side by ``claim_code``; a side
-    that does not exist is None. Money is a plain decimal string (``'1200.00'``); canonical
+    that does not exist is None. Money is a plain decimal string (``"1200.00"``); canonical
     claim frames carry no personal data, so neither do the snapshots.
     """
+    oa_snapshots, expense_snapshots = claim_snapshots(exceptions, oa_claims, expense_claims)
+    return attach_snapshots(exceptions, oa_snapshots, expense_snapshots)
+
+
+def claim_snapshots(
+    exceptions: pd.DataFrame, oa_claims: pd.DataFrame, expense_claims: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The snapshots of the claims ``exceptions`` refer to: (request_id, snapshot) and (claim_code, snapshot).
+
+    Small and self-contained, so a bucket can keep them with its partial result and the
+    snapshots can be attached after the buckets are merged (:func:`attach_snapshots`).
+    """
+    return (
+        _snapshots(exceptions["oa_request_id"], oa_claims, "request_id", side=0),
+        _snapshots(exceptions["claim_code"], expense_claims, "claim_code", side=1),
+    )
+
+
+def attach_snapshots(
+    exceptions: pd.DataFrame, oa_snapshots: pd.DataFrame, expense_snapshots: pd.DataFrame
+) -> pd.DataFrame:
+    """``exceptions`` with ``oa_side``/``expense_side`` looked up in the snapshot frames."""
     import pandas as pd
 
     result = exceptions.copy()
-    oa = _lookup(result["oa_request_id"], oa_claims, "request_id", side=0)
-    expense = _lookup(result["claim_code"], expense_claims, "claim_code", side=1)
-    result["oa_side"] = pd.Series(oa, index=result.index, dtype=object)
-    result["expense_side"] = pd.Series(expense, index=result.index, dtype=object)
+    for column, keys, snapshots, key_column in (
+        ("oa_side", result["oa_request_id"], oa_snapshots, "request_id"),
+        ("expense_side", result["claim_code"], expense_snapshots, "claim_code"),
+    ):
+        lookup = dict(zip(snapshots[key_column].tolist(), snapshots["snapshot"].tolist(), strict=True))
+        values = [None if pd.isna(key) else lookup.get(key) for key in keys.tolist()]
+        result[column] = pd.Series(values, index=result.index, dtype=object)
     return result
 
 
-def _lookup(keys: pd.Series, claims: pd.DataFrame, key_column: str, *, side: int) -> list[dict[str, Any] | None]:
+def _snapshots(keys: pd.Series, claims: pd.DataFrame, key_column: str, *, side: int) -> pd.DataFrame:
     import pandas as pd
 
+    empty = pd.DataFrame({key_column: pd.Series([], dtype=object), "snapshot": pd.Series([], dtype=object)})
     if claims.empty or key_column not in claims.columns:
-        return [None] * len(keys)
+        return empty
     fields: dict[str, str] = {}
     for name, columns in SIDE_FIELDS.items():
         column = columns[side]
@@ -395,9 +421,22 @@ def _lookup(keys: pd.Series, claims: pd.DataFrame, key_column: str, *, side: int
             fields[name] = column
     unique = claims.drop_duplicates(key_column).set_index(key_column, drop=False)
     wanted = [key for key in set(keys.dropna().tolist()) if key in unique.index]
+    if not wanted:
+        return empty
     raw = unique.loc[wanted][sorted(set(fields.values()))].to_dict(orient="index")
-    records = {key: {name: _side_value(col, row[col]) for name, col in fields.items()} for key, row in raw.items()}
-    return [None if pd.isna(key) else records.get(key) for key in keys.tolist()]
+    snapshots = {
+        key: json.dumps(
+            {name: _side_value(col, row[col]) for name, col in fields.items()}, ensure_ascii=False, sort_keys=True
+        )
+        for key, row in raw.items()
+    }
+    ordered = sorted(snapshots, key=str)
+    return pd.DataFrame(
+        {
+            key_column: pd.Series(ordered, dtype=object),
+            "snapshot": pd.Series([snapshots[k] for k in ordered], dtype=object),
+        }
+    )
 
 
 def _side_value(column: str, value: Any) -> Any:

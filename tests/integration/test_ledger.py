@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -256,7 +257,9 @@ def test_side_snapshots_are_stored_with_both_sides() -> None:
         }
     )
     with_sides = side_snapshots(exceptions, oa, expense)
-    assert with_sides["oa_side"].tolist()[0] == {
+    oa_sides = [None if s is None else json.loads(s) for s in with_sides["oa_side"].tolist()]
+    expense_sides = [None if s is None else json.loads(s) for s in with_sides["expense_side"].tolist()]
+    assert oa_sides[0] == {
         "request_id": 1001,
         "claim_code": "B2026000001",
         "employee_code": "E000001",
@@ -265,11 +268,11 @@ def test_side_snapshots_are_stored_with_both_sides() -> None:
         "state": "approved",
         "changed_at": T1.isoformat(),
     }
-    assert with_sides["expense_side"].tolist()[0]["employee_code"] == "E000009"
-    assert with_sides["expense_side"].tolist()[0]["request_id"] == 1001
-    assert with_sides["expense_side"].tolist()[1] is None  # 1002 has no claim
-    assert with_sides["oa_side"].tolist()[2] is None  # B2026000009 bypassed OA
-    assert with_sides["expense_side"].tolist()[2]["amount"] == "300.00"
+    assert expense_sides[0]["employee_code"] == "E000009"
+    assert expense_sides[0]["request_id"] == 1001
+    assert expense_sides[1] is None  # 1002 has no claim
+    assert oa_sides[2] is None  # B2026000009 bypassed OA
+    assert expense_sides[2]["amount"] == "300.00"
 
 
 def test_side_snapshots_reach_the_ledger(state: sa.Engine) -> None:
