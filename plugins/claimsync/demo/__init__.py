@@ -30,6 +30,8 @@ from claimsync.demo.plan import Plan, build_plan
 from claimsync.errors import ConfigError
 
 __all__ = [
+    "EXPENSE_COLUMNS",
+    "OA_COLUMNS",
     "AnswerKey",
     "LoadStats",
     "Plan",

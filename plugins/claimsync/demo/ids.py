@@ -40,9 +40,15 @@ def _scramble(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 
 
 def system_ids(kind: int, ordinals: npt.ArrayLike) -> pa.Array:
-    """合思-style ids ``ID01`` + 10 base-62 characters, unique per (kind, ordinal)."""
+    """合思-style ids ``ID01`` + 10 base-62 characters, unique per (kind, ordinal).
+
+    Like many system ids they are time-ordered: six characters grow with the ordinal (so
+    rows load into the primary-key and foreign-key indexes near their right edge, which
+    makes COPY several times faster than scattered ids), four look random.
+    """
     n = np.asarray(ordinals, dtype=np.uint64)
-    x = _scramble(n + np.uint64(kind) * np.uint64(1 << 54))
+    head = np.uint64(62**5) * np.uint64(10 + kind) + n  # a leading letter per kind, then the ordinal
+    x = head * np.uint64(62**4) + _scramble(n + np.uint64(kind << 40)) % np.uint64(62**4)
     digits = np.empty((len(n), 14), dtype=np.uint8)
     digits[:, :4] = np.frombuffer(b"ID01", dtype=np.uint8)
     for pos in range(13, 3, -1):
