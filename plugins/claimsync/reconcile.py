@@ -120,9 +120,9 @@ class ReconResult:
 
 
 def _unique_claims(sides: Sides) -> tuple[pd.DataFrame, pd.DataFrame]:
-    oa = sides.oa_claims
+    oa = sides.oa_claims.astype({"request_id": "Int64", "claim_code": "str"})
     oa = oa[oa["request_id"].notna()].drop_duplicates("request_id").reset_index(drop=True)
-    expense = sides.expense_claims
+    expense = sides.expense_claims.astype({"claim_code": "str", "oa_request_id": "Int64"})
     expense = expense[expense["claim_code"].notna()].drop_duplicates("claim_code").reset_index(drop=True)
     return oa, expense
 
@@ -168,8 +168,9 @@ def _positions(keys: pd.Series, universe: pd.Series) -> np.ndarray:
 
 
 def _arrow(values: pd.Series) -> pa.Array:
+    """Text keys as an Arrow ``string`` array (all-null or empty columns included)."""
     array = pa.array(values, from_pandas=True)
-    if pa.types.is_large_string(array.type):
+    if not pa.types.is_string(array.type):
         array = array.cast(pa.string())
     return array
 
