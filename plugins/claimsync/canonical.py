@@ -103,12 +103,19 @@ def parse_cents(values: pd.Series) -> pd.Series:
         valid = pc.match_substring_regex(text, _MONEY)
         text = pc.if_else(valid, text, pa.scalar(None, text.type))
         text = pc.replace_substring_regex(text, r"^\+", "")
-        text = pc.replace_substring_regex(text, r"^(-?)\.", r"\g<1>0.")
+        text = pc.replace_substring_regex(text, r"^(-?)\.", r"\10.")  # RE2: \1 then a literal 0
         text = pc.replace_substring_regex(text, r"^(-?[0-9]+)$", r"\1.00")
         text = pc.replace_substring_regex(text, r"\.$", ".00")
-        text = pc.replace_substring_regex(text, r"\.([0-9])$", r".\g<1>0")
+        text = pc.replace_substring_regex(text, r"\.([0-9])$", r".\10")
         cents = pc.cast(pc.replace_substring(text, ".", ""), pa.int64())
-    return pd.Series(pd.array(cents, dtype="Int64"), index=values.index)
+    return pd.Series(_int64_array(cents), index=values.index)
+
+
+def _int64_array(values: pa.Array | pa.ChunkedArray) -> pd.arrays.IntegerArray:
+    """Arrow int64 → pandas Int64 exactly (``pd.array`` would pass nullable ints through float64)."""
+    data = np.asarray(pc.fill_null(values, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    mask = np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False), dtype=bool)
+    return pd.arrays.IntegerArray(data, mask)
 
 
 def parse_local_time(text: pd.Series, tz: ZoneInfo) -> pd.Series:
