@@ -15,7 +15,7 @@ from claimsync.workspace.charts import TrendPoint, trend_svg
 from claimsync.workspace.config import CachedUrl, WorkspaceConfig, check_doc_url_template
 from claimsync.workspace.errors import InvalidInput
 from claimsync.workspace.filters import AGE_BUCKETS, STATUSES, Cursor, ExceptionFilter, age_bounds, clean_owner
-from claimsync.workspace.formatting import money, percent
+from claimsync.workspace.formatting import compact_money, money, percent
 from claimsync.workspace.i18n import LANGUAGES, Translator, all_label_keys, language
 from claimsync.workspace.security import CSRF_MAX_AGE, check_csrf_token, make_csrf_token
 
@@ -37,6 +37,15 @@ CST = timezone(timedelta(hours=8))
 )
 def test_money_is_formatted_for_finance(amount: Decimal | None, currency: str | None, text: str) -> None:
     assert money(amount, currency) == text
+
+
+def test_chart_axis_amounts_are_compact_in_either_language() -> None:
+    assert [compact_money(Decimal(v)) for v in (0, 5000, 15000, 2_500_000, 150_000_000)] == [
+        "¥0", "¥5,000", "¥1.5万", "¥250万", "¥1.5亿",
+    ]  # fmt: skip
+    assert [compact_money(Decimal(v), "en") for v in (999, 5000, 2_500_000, 150_000_000)] == [
+        "¥999", "¥5K", "¥2.5M", "¥150M",
+    ]  # fmt: skip
 
 
 def test_match_rate_as_percent() -> None:

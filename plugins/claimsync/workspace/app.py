@@ -37,7 +37,7 @@ from claimsync.workspace.charts import SEVERITY_COLOURS, TrendPoint, trend_svg
 from claimsync.workspace.config import WorkspaceConfig
 from claimsync.workspace.errors import InvalidInput, NotFound, StateUnavailable, WorkspaceError
 from claimsync.workspace.filters import AGE_BUCKETS, STATUSES, UNRESOLVED, Cursor, ExceptionFilter
-from claimsync.workspace.formatting import count, day, money, percent, when
+from claimsync.workspace.formatting import compact_money, count, day, money, percent, when
 from claimsync.workspace.i18n import Translator, language
 from claimsync.workspace.security import (
     CSRF_FIELD,
@@ -51,6 +51,7 @@ from claimsync.workspace.security import (
 
 TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE: Final = "claimsync_lang"
+DEPARTMENTS_SHOWN: Final = 12  # the run page lists the departments with the largest amounts; the rest in one row
 _DONE: Final = frozenset({"acknowledge", "resolve", "write_off", "reopen", "assign", "signoff"})
 _SIDE_FIELDS: Final = (
     "request_id",
@@ -422,11 +423,18 @@ def create_app(
             points,
             count_label=t("count"),
             amount_label=f"{t('amount')} (CNY)",
-            format_amount=lambda a: money(a, "CNY").split(".")[0],
+            format_amount=lambda a: compact_money(a, page.lang),
         )
+        top_departments = detail.by_department[:DEPARTMENTS_SHOWN]
+        other_departments = queries.Figure("", 0, {})
+        for figure in detail.by_department[DEPARTMENTS_SHOWN:]:
+            other_departments.add(figure.count, figure.amounts)
         return page.render(
             "run.html",
             detail=detail,
+            top_departments=top_departments,
+            other_departments=other_departments,
+            other_department_count=max(len(detail.by_department) - DEPARTMENTS_SHOWN, 0),
             run=detail.run,
             chart=chart,
             department_names=names,
@@ -506,12 +514,13 @@ def create_app(
     def exceptions_csv(request: Request, actor: ViewerDep) -> Response:
         flt = ExceptionFilter.parse(request.query_params)
         engine = workspace.state_engine()
+        timezone = workspace.config.settings.timezone
         with engine.connect() as conn:
             reference = queries.get_run(conn, flt.run_id).as_of if flt.run_id else _now()
 
         def body() -> Iterator[bytes]:
             with engine.connect() as conn:
-                yield from exports.iter_csv(queries.iter_exceptions(conn, flt, reference), workspace.tz)
+                yield from exports.iter_csv(queries.iter_export_rows(conn, flt, reference, timezone))
 
         return StreamingResponse(
             body(),
@@ -525,7 +534,7 @@ def create_app(
         with workspace.state_engine().connect() as conn:
             reference = queries.get_run(conn, flt.run_id).as_of if flt.run_id else _now()
             content = exports.xlsx_bytes(
-                queries.iter_exceptions(conn, flt, reference),
+                queries.iter_export_rows(conn, flt, reference, workspace.config.settings.timezone),
                 workspace.tz,
                 flt,
                 exported_by=actor.name,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -25,15 +25,9 @@ from claimsync.masking import mask_text
 from claimsync.report.csv_out import CSV_COLUMNS
 from claimsync.report.labels import bilingual, field_label
 from claimsync.workspace.filters import ExceptionFilter
-from claimsync.workspace.queries import ExceptionRow
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
-_MONEY_COLUMNS: Final = frozenset({"oa_amount", "expense_amount", "amount_impact"})
 _WIDTHS: Final = {"code": 22, "detail": 60, "first_seen": 20, "claim_code": 14, "employee_code": 12}
-
-
-def _plain_money(amount: Decimal | None) -> str:
-    return "" if amount is None else f"{amount:.2f}"
 
 
 def _safe_text(value: str | None) -> str:
@@ -42,52 +36,64 @@ def _safe_text(value: str | None) -> str:
     return f"'{text}" if text.startswith(_FORMULA_START) else text
 
 
-def csv_values(row: ExceptionRow, tz: ZoneInfo) -> list[str]:
-    """One row in CSV_COLUMNS order."""
-    return [
-        row.code,
-        row.severity,
-        "" if row.oa_request_id is None else str(row.oa_request_id),
-        _safe_text(row.claim_code),
-        _safe_text(row.employee_code),
-        _plain_money(row.oa_amount),
-        _plain_money(row.expense_amount),
-        _plain_money(row.amount_impact),
-        row.currency,
-        row.oa_state or "",
-        row.expense_state or "",
-        row.first_seen.astimezone(tz).isoformat(timespec="seconds"),
-        _safe_text(mask_text(row.detail)),
-    ]
+# Every personal number claimsync.masking masks (phone, ID, bank account) has 11+ digits in a row.
+_LONG_DIGITS: Final = re.compile(r"[0-9]{11}")
+_TEXT_COLUMNS: Final = (3, 4)  # claim_code, employee_code
+_DETAIL: Final = CSV_COLUMNS.index("detail")
 
 
-def iter_csv(rows: Iterable[ExceptionRow], tz: ZoneInfo, chunk_rows: int = 2000) -> Iterator[bytes]:
+def export_values(row: tuple[str, ...]) -> list[str]:
+    """One row of claimsync.workspace.queries.iter_export_rows, made safe to open: masked, no formulas."""
+    values = list(row)
+    for i in _TEXT_COLUMNS:
+        values[i] = _safe_text(values[i])
+    detail = values[_DETAIL] or ""
+    if _LONG_DIGITS.search(detail):
+        detail = mask_text(detail) or ""
+    values[_DETAIL] = _safe_text(detail)
+    return values
+
+
+def iter_csv(rows: Iterable[tuple[str, ...]], chunk_rows: int = 5000) -> Iterator[bytes]:
     """The CSV as UTF-8 chunks (streamed: memory stays flat however long the list is)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    pending = 1
+    batch: list[list[str]] = []
     for row in rows:
-        writer.writerow(csv_values(row, tz))
-        pending += 1
-        if pending >= chunk_rows:
+        batch.append(export_values(row))
+        if len(batch) >= chunk_rows:
+            writer.writerows(batch)
+            batch.clear()
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
             buffer.truncate()
-            pending = 0
+    writer.writerows(batch)
     if buffer.tell():
         yield buffer.getvalue().encode("utf-8")
 
 
+_EXCEL_EPOCH: Final = datetime(1899, 12, 30)
+_MONEY_INDEXES: Final = frozenset(CSV_COLUMNS.index(c) for c in ("oa_amount", "expense_amount", "amount_impact"))
+_REQUEST_ID: Final = CSV_COLUMNS.index("oa_request_id")
+_FIRST_SEEN: Final = CSV_COLUMNS.index("first_seen")
+
+
+def _excel_time(iso: str) -> float:
+    """'2026-03-01T09:00:00+08:00' → Excel's serial day number of that local wall time."""
+    local = datetime.fromisoformat(iso).replace(tzinfo=None)
+    return (local - _EXCEL_EPOCH).total_seconds() / 86400
+
+
 def xlsx_bytes(
-    rows: Iterable[ExceptionRow],
+    rows: Iterable[tuple[str, ...]],
     tz: ZoneInfo,
     flt: ExceptionFilter,
     *,
     exported_by: str,
     exported_at: datetime,
 ) -> bytes:
-    """The XLSX workbook (constant-memory mode through a temporary file, then read back)."""
+    """The XLSX workbook of export rows (constant-memory mode through a temporary file, then read back)."""
     handle, path = tempfile.mkstemp(suffix=".xlsx", prefix="claimsync-export-")
     os.close(handle)
     try:
@@ -108,19 +114,21 @@ def xlsx_bytes(
             sheet.set_column(col, col, _WIDTHS.get(name, 14))
             sheet.write_string(0, col, field_label(name), header)
         sheet.freeze_panes(1, 0)
+        write_number, write_string = sheet.write_number, sheet.write_string
         count = 0
         for r, row in enumerate(rows, start=1):
-            values = csv_values(row, tz)
-            for col, name in enumerate(CSV_COLUMNS):
-                amount = getattr(row, name) if name in _MONEY_COLUMNS else None
-                if amount is not None:
-                    sheet.write_number(r, col, float(amount), money)
-                elif name == "first_seen":
-                    sheet.write_datetime(r, col, row.first_seen.astimezone(tz).replace(tzinfo=None), when)
-                elif name == "oa_request_id" and row.oa_request_id is not None:
-                    sheet.write_number(r, col, row.oa_request_id)
-                elif values[col]:
-                    sheet.write_string(r, col, values[col])
+            values = export_values(row)
+            for col, value in enumerate(values):
+                if not value:
+                    continue
+                if col in _MONEY_INDEXES:
+                    write_number(r, col, float(value), money)
+                elif col == _FIRST_SEEN:
+                    write_number(r, col, _excel_time(value), when)
+                elif col == _REQUEST_ID:
+                    write_number(r, col, int(value))
+                else:
+                    write_string(r, col, value)
             count = r
         if count:
             sheet.autofilter(0, 0, count, len(CSV_COLUMNS) - 1)

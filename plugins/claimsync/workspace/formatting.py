@@ -22,6 +22,23 @@ def money(amount: Decimal | int | None, currency: str | None = "CNY") -> str:
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{code} {digits}"
 
 
+def compact_money(amount: Decimal, lang: str = "zh", currency: str = "CNY") -> str:
+    """An axis label: ``¥1.5亿`` / ``¥15万`` in Chinese, ``¥150M`` / ``¥15K`` in English; small amounts in full."""
+    symbol = CURRENCY_SYMBOLS.get(currency, f"{currency} ")
+    value = Decimal(amount)
+    units = (
+        ((Decimal(10**8), "亿"), (Decimal(10**4), "万"))
+        if lang == "zh"
+        else ((Decimal(10**9), "B"), (Decimal(10**6), "M"), (Decimal(10**3), "K"))
+    )
+    for size, unit in units:
+        if abs(value) >= size:
+            scaled = value / size
+            text = f"{scaled:.1f}".rstrip("0").rstrip(".") if abs(scaled) < 10 else f"{scaled:,.0f}"
+            return f"{symbol}{text}{unit}"
+    return f"{symbol}{value:,.0f}"
+
+
 def count(value: int | None) -> str:
     return "" if value is None else f"{int(value):,}"
 

@@ -36,6 +36,7 @@ _LABELS: Final[dict[str, tuple[str, str]]] = {
     "trend": ("近 30 次趋势", "Trend over the last 30 runs"),
     "by_code": ("按差异类型汇总", "Summary by exception code"),
     "by_department": ("按部门汇总", "By department"),
+    "other_departments": ("其余 {n} 个部门", "{n} other departments"),
     "by_status": ("处理进度", "Work progress"),
     "header": ("批次信息", "Run"),
     "run_id": ("批次号", "Run id"),

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from claimsync.workspace.errors import NotFound
 from claimsync.workspace.filters import AGE_BUCKETS, Cursor, ExceptionFilter, age_bounds
 
-REQUIRED_MIGRATIONS: Final = frozenset({1, 10, 40})
+REQUIRED_MIGRATIONS: Final = frozenset({1, 10, 40, 41})
 TREND_RUNS: Final = 30
 SEVERITY_ORDER: Final = ("critical", "high", "medium", "info")
 # pg_advisory_xact_lock key serialising rollup computation ("claimsync workspace rollup").
@@ -546,16 +546,38 @@ def list_exceptions(
     return ExceptionPage(page, total, next_cursor, reference)
 
 
-def iter_exceptions(
-    conn: Connection, flt: ExceptionFilter, reference: datetime, batch: int = 5000
-) -> Iterator[ExceptionRow]:
-    """Every row of the filtered list in list order, streamed from a server-side cursor (exports)."""
+# exceptions.csv's columns as text, formatted by PostgreSQL (numeric(18,2) prints two decimals;
+# first_seen in the session time zone with its offset): the export loop only writes them out.
+_EXPORT_COLUMNS: Final = {
+    "run": (
+        "e.code, COALESCE(r.severity, e.severity), COALESCE(e.oa_request_id::text, ''), COALESCE(e.claim_code, ''),"
+        " COALESCE(e.employee_code, ''), COALESCE(r.oa_amount::text, ''), COALESCE(r.expense_amount::text, ''),"
+        " r.amount_impact::text, COALESCE(r.currency, e.currency), COALESCE(r.oa_state, ''),"
+        " COALESCE(r.expense_state, ''), to_char(e.first_seen, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), r.detail"
+    ),
+    "ledger": (
+        "e.code, e.severity, COALESCE(e.oa_request_id::text, ''), COALESCE(e.claim_code, ''),"
+        " COALESCE(e.employee_code, ''), COALESCE(e.oa_amount::text, ''), COALESCE(e.expense_amount::text, ''),"
+        " e.amount_impact::text, e.currency, COALESCE(e.oa_state, ''), COALESCE(e.expense_state, ''),"
+        " to_char(e.first_seen, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM'), e.detail"
+    ),
+}
+
+
+def iter_export_rows(
+    conn: Connection, flt: ExceptionFilter, reference: datetime, timezone: str, batch: int = 5000
+) -> Iterator[tuple[str, ...]]:
+    """The filtered list in list order as text tuples in exceptions.csv's column order (streamed)."""
     sql = _list_sql(flt, reference)
+    columns = _EXPORT_COLUMNS["run" if flt.run_id is not None else "ledger"]
+    conn.execute(sa.text("SELECT set_config('TimeZone', :tz, true)"), {"tz": timezone})
+    # A download reads every row: plan the cursor for all of them, not for a quick first page.
+    conn.execute(sa.text("SELECT set_config('cursor_tuple_fraction', '1', true)"))
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(
-        sa.text(f"SELECT {sql.columns} {sql.from_where} {_order(sql, flt.sort)}"), sql.params
+        sa.text(f"SELECT {columns} {sql.from_where} {_order(sql, flt.sort)}"), sql.params
     )
     for row in result:
-        yield _exception_row(row)
+        yield tuple(row)
 
 
 def departments(conn: Connection) -> list[str]:
