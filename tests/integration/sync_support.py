@@ -120,8 +120,9 @@ class Snapshot:
     counts: dict[str, int]
 
 
-def snapshot(c: Clone, *, clock: bool = False) -> Snapshot:
-    """What both systems hold; ``clock=True`` includes the columns a sync fills from the clock."""
+def snapshot(c: Clone, *, clock: bool = False, runs: bool = True) -> Snapshot:
+    """What both systems hold; ``clock=True`` includes the columns a sync fills from the clock,
+    ``runs=False`` leaves out flow_log comments (they name the run that wrote them)."""
     digests: dict[str, str] = {}
     counts: dict[str, int] = {}
     for system, schema in (("oa", "ecology"), ("expense", "ekb")):
@@ -137,7 +138,12 @@ def snapshot(c: Clone, *, clock: bool = False) -> Snapshot:
                     {"s": schema},
                 ).all()
                 for table, columns in tables:
-                    kept = [col for col in columns if clock or (schema, table, col) not in CLOCK_COLUMNS]
+                    kept = [
+                        col
+                        for col in columns
+                        if (clock or (schema, table, col) not in CLOCK_COLUMNS)
+                        and (runs or (table, col) != ("flow_log", "comment"))
+                    ]
                     select = ", ".join(f'"{col}"::text' for col in kept)
                     rows = conn.execute(sa.text(f'SELECT {select} FROM "{schema}"."{table}" ORDER BY {select}')).all()
                     digests[f"{system}.{table}"] = hashlib.sha256(repr(rows).encode()).hexdigest()
