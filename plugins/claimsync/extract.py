@@ -41,6 +41,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
+import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
@@ -269,10 +270,17 @@ def _render(conn: Connection, name: str, settings: Settings, **fragments: str) -
 
 def _copy_frame(conn: Connection, name: str, query: str, params: Mapping[str, Any]) -> pd.DataFrame:
     """Run ``query`` through ``COPY … TO STDOUT`` (CSV) and parse it with pyarrow."""
-    with raw_cursor(conn) as cursor:
-        bound = cursor.mogrify(query, dict(params)).decode()
-        buffer = io.BytesIO()
-        cursor.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    try:
+        with raw_cursor(conn) as cursor:
+            bound = cursor.mogrify(query, dict(params)).decode()
+            buffer = io.BytesIO()
+            cursor.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+    except psycopg2.Error as exc:
+        what = "OA" if name.startswith("oa/") else "expense"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClaimsyncError(
+            f"extracting from the {what} database at {safe_url(conn.engine.url)} failed ({name}): {reason}"
+        ) from None
     view = buffer.getbuffer()
     header_end = bytes(view[: 1 << 16]).find(b"\n")
     header = bytes(view[:header_end]).decode().split(",")

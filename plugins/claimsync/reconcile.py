@@ -936,9 +936,10 @@ def _invoice_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Dense integer codes of equal values (hashed in Arrow)."""
+    if isinstance(values, pa.ChunkedArray):
+        # one dictionary for the whole column (unifying per-chunk dictionaries is slow)
+        values = values.combine_chunks()
     encoded = pc.dictionary_encode(values)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks() if encoded.num_chunks != 1 else encoded.chunk(0)
     return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
@@ -991,7 +992,7 @@ def _duplicate_invoices(occurrences: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     amounts = grouped["amount_cents"]
     count = grouped.size()
     named = repeated[grouped.cumcount().to_numpy() < _DETAIL_LIST].groupby("key", sort=True)["unit"].agg(", ".join)
-    more = pd.Series(np.where(count.to_numpy() > _DETAIL_LIST, ", …", ""), index=count.index)
+    more: pd.Series = pd.Series(np.where(count.to_numpy() > _DETAIL_LIST, ", …", ""), index=count.index, dtype="str")
     rows = _empty_exceptions().reindex(range(len(count)))
     rows["code"] = ExceptionCode.DUPLICATE_INVOICE.value
     rows["severity"] = SEVERITY[ExceptionCode.DUPLICATE_INVOICE].value
