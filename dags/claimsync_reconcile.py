@@ -7,8 +7,9 @@ what disagrees in claimsync's exception ledger (state database) and publishes th
 finance report (`report.html`, `report.xlsx`, `exceptions.csv`) for the run.
 
 **Flow** — `prepare.open_run` → `reconcile.list_buckets` → `reconcile.reconcile_bucket`
-(one mapped task per hash bucket of the business key) → `publish.record_ledger` (merge the buckets, cross-bucket
-rules, ledger) → `publish.render_report` → `publish.close_run`.
+(one mapped task per hash bucket of the business key) → `publish.record_ledger` (merge
+the buckets, cross-bucket rules, exception ledger) → `publish.close_run` (the run
+succeeded; alert on new critical exceptions) → `publish.render_report`.
 
 **Params** (for manual runs)
 
@@ -33,8 +34,8 @@ the claimsync UI.
 - `record_ledger` re-merges the partials and rewrites this run's ledger entries: counts,
   first/last seen and events are not duplicated; exceptions a person acknowledged or
   wrote off keep their status;
-- `render_report` re-renders the files from the ledger;
-- `close_run` marks the run succeeded again, and repeats the new-critical-exceptions alert.
+- `close_run` marks the run succeeded again, and repeats the new-critical-exceptions alert;
+- `render_report` re-renders the files from the ledger (a failure here marks the run failed).
 Nothing here writes to OA or the expense system. On failure the callback logs the run id
 and the number of exceptions found so far.
 """
@@ -134,34 +135,26 @@ def claimsync_reconcile() -> None:
             return record_partials(claimsync_settings(), recon_run_id, expected_buckets=len(list(partials))).to_dict()
 
         @task
-        def render_report(recon_run_id: str, recorded: dict[str, Any]) -> dict[str, str]:
+        def close_run(recon_run_id: str, recorded: dict[str, Any], **context: Any) -> dict[str, Any]:
+            """Mark the run succeeded; alert when it found new critical exceptions."""
+            from _claimsync_alerts import alert_new_critical
+            from claimsync.pipeline import close_run as close
+
+            close(claimsync_settings(), recon_run_id, recorded)
+            alerted = alert_new_critical(
+                context["dag"].dag_id, recon_run_id, recorded["new_by_code"], recorded["new_amounts_cents"]
+            )
+            return {"run_id": recon_run_id, "exceptions": recorded["found"], "alerted": alerted}
+
+        @task
+        def render_report(recon_run_id: str, closed: dict[str, Any]) -> dict[str, str]:
             """Render report.html, report.xlsx and exceptions.csv from the ledger."""
             from claimsync.pipeline import render_report as render
 
             return render(claimsync_settings(), recon_run_id, report_dir(recon_run_id)).to_dict()
 
-        @task
-        def close_run(
-            recon_run_id: str, recorded: dict[str, Any], files: dict[str, str], **context: Any
-        ) -> dict[str, Any]:
-            """Mark the run succeeded; alert when it found new critical exceptions."""
-            from _claimsync_alerts import alert_new_critical
-            from claimsync.pipeline import close_run as close
-
-            close(claimsync_settings(), recon_run_id, {**recorded, "report": files})
-            alerted = alert_new_critical(
-                context["dag"].dag_id, recon_run_id, recorded["new_by_code"], recorded["new_amounts_cents"]
-            )
-            return {
-                "run_id": recon_run_id,
-                "exceptions": recorded["found"],
-                "report": files["html"],
-                "alerted": alerted,
-            }
-
         recorded = record_ledger(run["run_id"], partials)
-        files = render_report(run["run_id"], recorded)
-        close_run(run["run_id"], recorded, files)
+        render_report(run["run_id"], close_run(run["run_id"], recorded))
 
     run = prepare()
     publish(run, reconcile(run))

@@ -21,7 +21,7 @@ import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -438,13 +438,20 @@ def record_partials(settings: Settings, run_id: str, *, expected_buckets: int | 
 
 
 def render_report(settings: Settings, run_id: str, out_dir: Path) -> ReportFiles:
-    """Render the run's report files from the ledger into ``out_dir``."""
+    """Render the run's report files from the ledger into ``out_dir`` and note them in the run's summary."""
     with _engine(settings, "state") as state, _failing_marks_run(state, run_id):
-        return render_run_report(state, run_id, out_dir, timezone=settings.timezone)
+        files = render_run_report(state, run_id, out_dir, timezone=settings.timezone)
+        with state.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE claimsync.sync_run SET summary = summary || CAST(:s AS jsonb) WHERE run_id = :r"),
+                {"s": json.dumps({"report": files.to_dict()}), "r": run_id},
+            )
+        return files
 
 
 def close_run(settings: Settings, run_id: str, summary: Mapping[str, Any]) -> None:
-    """Mark the run succeeded with its summary; drop bucket results older than two weeks."""
+    """Mark the run succeeded with its summary (the ledger holds its result); drop bucket results
+    older than two weeks."""
     with _engine(settings, "state") as state:
         finish_run(state, run_id, "succeeded", summary)
         with state.begin() as conn:
@@ -490,11 +497,6 @@ def run_reconciliation(
             ]
             merged = _merge(partials)
             ledger = record_reconciliation(state, run, merged, full=full, buckets=buckets)
-            files = (
-                render_run_report(state, run.run_id, out_dir, timezone=settings.timezone)
-                if out_dir is not None
-                else None
-            )
             outcome = ReconOutcome(
                 run_id=run.run_id,
                 as_of=as_of,
@@ -504,9 +506,13 @@ def run_reconciliation(
                 amounts_cents=merged.amounts_cents,
                 match_rate=merged.match_rate,
                 ledger=ledger,
-                report=files,
             )
+            # The reconciliation is complete once the ledger holds it; the report is rendered from there.
             finish_run(state, run.run_id, "succeeded", outcome.to_dict())
+            if out_dir is not None:
+                files = render_run_report(state, run.run_id, out_dir, timezone=settings.timezone)
+                outcome = replace(outcome, report=files)
+                finish_run(state, run.run_id, "succeeded", {"report": files.to_dict()})
     return outcome
 
 

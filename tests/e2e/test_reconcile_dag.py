@@ -138,6 +138,7 @@ def test_reconcile_dag_end_to_end_and_bucketed_equals_unbucketed(
     assert run_id in html
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.IGNORECASE)
     assert "airflow:claimsync_reconcile:manual" in html  # who ran it
+    assert "<td>succeeded" in html
 
     # Rerunning the same run changes nothing.
     before = table_counts(state_db)

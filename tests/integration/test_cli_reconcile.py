@@ -84,6 +84,7 @@ def test_reconcile_writes_the_report_and_exits_0_with_exceptions(
     assert {(r["code"]) for r in rows} == {code for code, n in key.counts().items() if n}
     assert f"{total} exceptions" in printed
     assert str(out / "report.html") in printed
+    assert "<td>succeeded" in (out / "report.html").read_text(encoding="utf-8")  # rendered after the run closed
     for code, count in key.counts().items():
         if count:
             assert any(line.split()[:2] == [code, str(count)] for line in printed.splitlines()), code

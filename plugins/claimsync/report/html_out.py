@@ -10,9 +10,8 @@ from typing import Any, Final
 
 import jinja2
 
-from claimsync.ledger import SIDE_FIELDS
 from claimsync.report.chart import COLOURS, RATE_COLOUR, STACK_ORDER, trend_chart
-from claimsync.report.data import AGING_BUCKETS, ReportData
+from claimsync.report.data import AGING_BUCKETS, ExceptionRow, ReportData
 from claimsync.report.labels import (
     bilingual,
     code_label,
@@ -27,6 +26,18 @@ from claimsync.rules import ExceptionCode
 DEFAULT_HTML_LIMIT: Final = 200
 _TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 _MONEY_FIELDS: Final = frozenset({"amount", "pay_amount", "lines_total"})
+# The fields the side-by-side view shows (the XLSX and the ledger keep the full snapshots).
+HTML_SIDE_FIELDS: Final = (
+    "request_id",
+    "claim_code",
+    "employee_code",
+    "department_code",
+    "amount",
+    "currency",
+    "state",
+    "lines_total",
+    "changed_at",
+)
 _STATE_FIELDS: Final = frozenset({"state"})
 
 
@@ -73,6 +84,23 @@ def side_value(name: str, value: Any) -> str:
     return str(value)
 
 
+def _side_rows(row: ExceptionRow) -> dict[str, Any]:
+    """One exception for the template: the fields either side has, each with both values and a diff mark."""
+    oa, expense = row.sides()
+    differing = row.differing_fields()
+    fields = [
+        {
+            "name": name,
+            "oa": side_value(name, oa.get(name)) if oa is not None else None,
+            "expense": side_value(name, expense.get(name)) if expense is not None else None,
+            "diff": name in differing,
+        }
+        for name in HTML_SIDE_FIELDS
+        if (oa is not None and oa.get(name) is not None) or (expense is not None and expense.get(name) is not None)
+    ]
+    return {"exception": row, "has_oa": oa is not None, "has_expense": expense is not None, "fields": fields}
+
+
 def render_report_html(data: ReportData, *, limit: int = DEFAULT_HTML_LIMIT) -> str:
     tz = data.tz
 
@@ -88,9 +116,7 @@ def render_report_html(data: ReportData, *, limit: int = DEFAULT_HTML_LIMIT) -> 
                 "code": summary.code,
                 "summary": summary,
                 "total": len(rows),
-                "rows": [
-                    {"exception": row, "sides": row.sides(), "differing": row.differing_fields()} for row in shown
-                ],
+                "rows": [_side_rows(row) for row in shown],
                 "truncated": len(rows) > len(shown),
             }
         )
@@ -104,7 +130,6 @@ def render_report_html(data: ReportData, *, limit: int = DEFAULT_HTML_LIMIT) -> 
         chart=trend_chart(data.trend, data.timezone),
         colours=[(severity_label(s.value), COLOURS[s]) for s in STACK_ORDER],
         rate_colour=RATE_COLOUR,
-        side_fields=list(SIDE_FIELDS),
         side_value=side_value,
         aging_labels=[label for label, _, _ in AGING_BUCKETS],
         all_codes=[c.value for c in ExceptionCode],
