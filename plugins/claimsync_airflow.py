@@ -129,7 +129,7 @@ class ClaimsyncPlugin(AirflowPlugin):
         },
     ]
 
-    @property  # type: ignore[override]
-    def fastapi_apps(self) -> list[dict[str, Any]]:
+    @property
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """Built on first access: only the api-server (and `airflow plugins`) ever asks."""
         return [{"app": build_app(), "url_prefix": URL_PREFIX, "name": "claimsync reconciliation workspace"}]
