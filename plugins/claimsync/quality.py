@@ -42,12 +42,14 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 
 from claimsync.config import Settings
 from claimsync.errors import RunStopped
 from claimsync.masking import mask_record, mask_text
-from claimsync.quality_engine import GX_FULL_ROWS, GxValidator, SuiteEvaluation, evaluate
+from claimsync.quality_engine import GX_FULL_ROWS, GxValidator, SuiteEvaluation, arrow_text, evaluate
 from claimsync.quality_rules import DELTA_SUITE, SOURCE_SUITES, Rule, load_suite
 from claimsync.quality_store import (
     QuarantineWrite,
@@ -259,7 +261,10 @@ def _localize_times(view: pd.DataFrame, tz: str) -> pd.DataFrame:
         if isinstance(dtype, pd.DatetimeTZDtype):
             continue
         if isinstance(dtype, pd.ArrowDtype) and str(dtype).startswith(("date32", "date64", "timestamp[")):
-            column = column.astype("datetime64[us, UTC]" if "tz=" in str(dtype) else "datetime64[us]")
+            # Cast inside Arrow first: Arrow date → numpy datetime directly goes value by value.
+            aware = "tz=" in str(dtype)
+            arrow_type = pd.ArrowDtype(pa.timestamp("us", tz="UTC" if aware else None))
+            column = column.astype(arrow_type).astype("datetime64[us, UTC]" if aware else "datetime64[us]")
             dtype = column.dtype
             if isinstance(dtype, pd.DatetimeTZDtype):
                 view[name] = column.dt.tz_convert(tz)
@@ -291,8 +296,12 @@ def validation_view(suite: str, frame: pd.DataFrame, settings: Settings) -> pd.D
         view["dq_lines_excess_cents"] = excess.clip(lower=0)
     if suite.endswith("_lines") and {"invoice_code", "invoice_number"} <= set(view.columns):
         code, number = view["invoice_code"].astype("str"), view["invoice_number"].astype("str")
-        joined = code.fillna("") + "/" + number.fillna("")
-        view["dq_invoice"] = joined.where(code.notna() | number.notna())
+        left, right = (arrow_text(c).cast(pa.large_string()) for c in (code, number))
+        separator = pa.scalar("/", pa.large_string())
+        joined = pc.binary_join_element_wise(pc.fill_null(left, ""), pc.fill_null(right, ""), separator)
+        neither = pc.and_(pc.is_null(left), pc.is_null(right))
+        invoice = pc.if_else(neither, pa.scalar(None, joined.type), joined)
+        view["dq_invoice"] = pd.Series(pd.array(invoice, dtype=code.dtype), index=view.index)
     return view
 
 
@@ -667,11 +676,14 @@ def validate_sources(
 
     states: dict[str, _FrameState] = {}
     breaches: list[str] = []
+    # GX alone up to gx_full_rows rows in all; a bigger run is screened, every frame of it
+    # (GX's fixed cost per suite would otherwise dominate on the small org frames).
+    frame_limit = gx_full_rows if sum(len(f) for f in frames.values()) <= gx_full_rows else 0
     for suite, frame in frames.items():
         spec = load_suite(suite)
         view = validation_view(suite, frame, settings)
         parameters = {"latest_valid_time": latest, "min_row_count": minimums.get(suite, 0)}
-        evaluation = evaluate(spec, view, parameters, shared_gx, gx_full_rows=gx_full_rows)
+        evaluation = evaluate(spec, view, parameters, shared_gx, gx_full_rows=frame_limit)
         state = _FrameState(suite, frame, view, evaluation, removed=np.zeros(len(view), dtype=bool))
         for outcome in evaluation.outcomes:
             if outcome.quarantines:

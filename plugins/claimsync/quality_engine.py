@@ -5,8 +5,9 @@ ends in quarantine is one GX reported in ``unexpected_index_list``). Its cost on
 the problem: ≈ 10 ms per expectation per run whatever the size, ≈ 0.1 s per expectation per
 million rows, plus ≈ 0.8 s to fingerprint a million-row batch (measured in bench/quality.py). So:
 
-- a frame of at most ``gx_full_rows`` rows is validated by GX alone, every expectation on every row;
-- a larger frame is first *screened*: each expectation is evaluated vectorised with GX's own
+- a run of at most ``gx_full_rows`` rows in all (an incremental sync) is validated by GX alone,
+  every expectation on every row;
+- a larger one is first *screened*, frame by frame: each expectation is evaluated vectorised with GX's own
   semantics (nulls skipped by map expectations, ``mostly``, nullity row conditions, inclusive
   bounds). Only the rows the screen flags go to GX, which confirms or clears each one; a
   table-level failure is confirmed by GX on the (narrow) full frame before it can stop a run.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,12 +31,14 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from claimsync.quality_rules import Rule, SuiteSpec
 
 log = logging.getLogger(__name__)
 
-# Up to this many rows GX validates a frame alone (≈ 0.3-0.5 s a suite); larger frames are screened.
+# Up to this many rows (a run's frames in all) GX validates alone (≈ 0.2-0.5 s a suite); more are screened.
 GX_FULL_ROWS: Final = 100_000
 
 _RESULT_FORMAT: Final = {"result_format": "COMPLETE", "partial_unexpected_count": 0}
@@ -166,46 +170,213 @@ def _between_mask(values: pd.Series, kwargs: Mapping[str, Any]) -> pd.Series:
     return ~ok.astype(bool)
 
 
-def _column_map(rule: Rule, frame: pd.DataFrame, kwargs: Mapping[str, Any]) -> CheckOutcome:
-    column = frame[kwargs["column"]]
+def arrow_text(values: pd.Series) -> Any:
+    """The Arrow string array under an Arrow-backed text column (zero-copy), else None."""
+    if not isinstance(values.dtype, pd.StringDtype) or values.dtype.storage != "pyarrow":
+        return None
+    array = pa.array(values.array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array if pa.types.is_large_string(array.type) or pa.types.is_string(array.type) else None
+
+
+# A regex that is one character class ([...] or [^...]): a value matches iff it contains one of
+# those characters, so it matches *some* value iff it matches the values' bytes laid end to end.
+_CHAR_CLASS = re.compile(r"^\[[^\[\]]+\]$")
+
+
+def _no_value_matches(values: pd.Series, regex: str) -> bool:
+    """True when certainly no value contains a match of the one-class ``regex`` (one RE2 pass over the data buffer).
+
+    False means "maybe": the caller checks row by row. Exact because UTF-8 never joins two
+    values' characters into a new one; unused bytes under null slots can only cause a "maybe".
+    """
+    array = arrow_text(values)
+    if array is None or not _CHAR_CLASS.match(regex):
+        return False
+    for chunk in [array]:
+        if len(chunk) == 0:
+            continue
+        _, offsets, data = chunk.buffers()
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        bounds = np.frombuffer(offsets, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
+        start, end = int(bounds[0]), int(bounds[-1])
+        if data is None or end <= start:
+            continue
+        whole = pa.LargeStringArray.from_buffers(
+            1, pa.py_buffer(np.array([0, end - start], dtype=np.int64)), data.slice(start, end - start)
+        )
+        if pc.any(pc.match_substring_regex(whole, regex)).as_py():
+            return False
+    return True
+
+
+class _Columns:
+    """Per-frame cache: each text column dictionary-encoded once, shared by the rules reading it."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self._encoded: dict[str, tuple[np.ndarray, pd.Series] | None] = {}
+
+    def repetitive(self, name: str, sample: int = 20_000) -> bool:
+        """Whether a column's values repeat enough for per-distinct-value judging to pay (estimated)."""
+        column = self.frame[name]
+        if len(column) < 4 * sample:
+            return len(column) > 0
+        picked = column.iloc[np.linspace(0, len(column) - 1, sample).astype(np.int64)]
+        return int(picked.nunique()) * 4 < sample
+
+    def encoded(self, name: str) -> tuple[np.ndarray, pd.Series] | None:
+        """(row → dictionary position, the distinct values) of a text column; nulls get -1."""
+        if name not in self._encoded:
+            array = arrow_text(self.frame[name])
+            if array is None:
+                self._encoded[name] = None
+            else:
+                dictionary = pc.dictionary_encode(array)
+                codes = dictionary.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+                distinct = pd.Series(dictionary.dictionary.to_pandas(), dtype="str")
+                self._encoded[name] = (codes, distinct)
+        return self._encoded[name]
+
+
+def _value_rule(kind: str, values: pd.Series, kwargs: Mapping[str, Any]) -> pd.Series:
+    """The failing mask of a value-local rule over non-null ``values``."""
+    if kind == "expect_column_values_to_be_between":
+        return _between_mask(values, kwargs)
+    if kind == "expect_column_values_to_be_in_set":
+        return ~values.isin(list(kwargs["value_set"]))
+    if kind == "expect_column_values_to_match_regex":
+        return ~values.astype(str).str.contains(kwargs["regex"]).astype(bool)
+    if kind == "expect_column_values_to_not_match_regex":
+        return values.astype(str).str.contains(kwargs["regex"]).astype(bool)
+    if kind == "expect_column_value_lengths_to_be_between":
+        return _between_mask(values.str.len(), kwargs)
+    raise _Unscreenable(kind)
+
+
+def _duplicated(codes: np.ndarray) -> np.ndarray:
+    """Rows whose (non-negative) code occurs more than once."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=bool)
+    counts = np.bincount(codes)
+    return np.asarray(counts[codes] > 1, dtype=bool)
+
+
+def _codes(column: pd.Series, cache: _Columns | None, name: str | None) -> np.ndarray:
+    """Non-negative codes with equal values (and all nulls) sharing one code."""
+    if pd.api.types.is_integer_dtype(column.dtype) and len(column) and not column.hasnans:
+        numbers = column.to_numpy(dtype=np.int64)
+        low, high = int(numbers.min()), int(numbers.max())
+        if high - low < 4 * len(numbers) + 1024:  # small integers (line numbers): the value is the code
+            return numbers - low
+    encoded = cache.encoded(name) if cache is not None and name is not None else None
+    if encoded is not None:
+        codes = encoded[0][column.index.to_numpy()] if len(column) != len(cache.frame) else encoded[0]  # type: ignore[union-attr]
+    else:
+        codes, _ = pd.factorize(column, use_na_sentinel=True)
+        codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes < 0, codes.max(initial=-1) + 1, codes)
+
+
+def _sort_key(column: pd.Series) -> Any:
+    """An Arrow array ordered like the column's values (text as is, or as numbers when all digits), else None."""
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return pa.array(column.to_numpy(dtype=np.int64))
+    array = arrow_text(column)
+    if array is None:
+        return None
+    if pc.all(pc.less_equal(array[:-1], array[1:])).as_py() is not False:
+        return array
+    if pc.all(pc.match_substring_regex(array, "^[0-9]{1,18}$")).as_py():
+        return pc.cast(array, pa.int64())
+    return None
+
+
+def _strictly_increasing(frame: pd.DataFrame, names: Sequence[str]) -> bool:
+    """Whether the rows are sorted strictly by the tuple of ``names`` (non-null): then no tuple repeats.
+
+    Canonical lines come ordered by claim and line number, so this O(n) comparison usually
+    settles uniqueness without hashing millions of keys; False just means "check by hashing".
+    """
+    if len(frame) < 2:
+        return True
+    keys = [_sort_key(frame[n]) for n in names]
+    if any(k is None for k in keys):
+        return False
+    # Row i > row i-1 lexicographically over the tuple.
+    greater = np.zeros(len(frame) - 1, dtype=bool)
+    equal_so_far = np.ones(len(frame) - 1, dtype=bool)
+    for key in keys:
+        previous, current = key[:-1], key[1:]
+        greater |= equal_so_far & pc.greater(current, previous).to_numpy(zero_copy_only=False)
+        equal_so_far &= pc.equal(current, previous).to_numpy(zero_copy_only=False)
+    return bool(greater.all())
+
+
+def _column_map(rule: Rule, frame: pd.DataFrame, kwargs: Mapping[str, Any], cache: _Columns) -> CheckOutcome:
+    name = kwargs["column"]
+    column = frame[name]
     domain = _domain(frame, kwargs)
+    whole = domain is None
     if domain is not None:
         column = column[domain.to_numpy(dtype=bool, na_value=False)]
     mostly = float(kwargs.get("mostly", 1.0))
-    if rule.type == "expect_column_values_to_not_be_null":
-        return _map_result(rule, column.index[column.isna()].to_numpy(np.int64), len(column), mostly)
-    values = column[column.notna()]
     kind = rule.type
+    if kind == "expect_column_values_to_not_be_null":
+        return _map_result(rule, column.index[column.isna()].to_numpy(np.int64), len(column), mostly)
+    present = column.notna().to_numpy(dtype=bool)
+    values = column[present]
     if kind == "expect_column_values_to_be_unique":
-        bad = values.duplicated(keep=False)
-    elif kind == "expect_column_values_to_be_between":
-        bad = _between_mask(values, kwargs)
-    elif kind == "expect_column_values_to_be_in_set":
-        bad = ~values.isin(list(kwargs["value_set"]))
-    elif kind == "expect_column_values_to_match_regex":
-        bad = ~values.astype(str).str.contains(kwargs["regex"]).astype(bool)
-    elif kind == "expect_column_values_to_not_match_regex":
-        bad = values.astype(str).str.contains(kwargs["regex"]).astype(bool)
-    elif kind == "expect_column_value_lengths_to_be_between":
-        bad = _between_mask(values.str.len(), kwargs)
-    else:
-        raise _Unscreenable(kind)
-    return _map_result(rule, values.index[bad.to_numpy(dtype=bool)].to_numpy(np.int64), len(values), mostly)
+        if len(values) == len(column) and _strictly_increasing(column.to_frame(), [name]):
+            return _map_result(rule, _EMPTY, len(values), mostly)
+        codes = _codes(values, cache if whole else None, name)
+        bad_rows = values.index.to_numpy(np.int64)[_duplicated(codes)]
+        return _map_result(rule, bad_rows, len(values), mostly)
+    if kind == "expect_column_values_to_not_match_regex" and _no_value_matches(values, kwargs["regex"]):
+        return _map_result(rule, _EMPTY, len(values), mostly)
+    # Set membership and patterns are judged once per distinct value when values repeat a lot.
+    by_value = kind == "expect_column_values_to_match_regex"
+    encoded = cache.encoded(name) if whole and by_value and cache.repetitive(name) else None
+    if encoded is not None and len(encoded[1]) * 4 < len(column):
+        # Few distinct values: judge each once, then spread the verdict to the rows.
+        codes, distinct = encoded
+        bad_distinct = _value_rule(kind, distinct, kwargs).to_numpy(dtype=bool)
+        bad = np.zeros(len(column), dtype=bool)
+        valid = codes >= 0
+        bad[valid] = bad_distinct[codes[valid]]
+        return _map_result(rule, np.flatnonzero(bad).astype(np.int64), len(values), mostly)
+    bad_values = _value_rule(kind, values, kwargs)
+    return _map_result(rule, values.index[bad_values.to_numpy(dtype=bool)].to_numpy(np.int64), len(values), mostly)
 
 
-def _screen_rule(rule: Rule, frame: pd.DataFrame, kwargs: Mapping[str, Any]) -> CheckOutcome:
+def _screen_rule(rule: Rule, frame: pd.DataFrame, kwargs: Mapping[str, Any], cache: _Columns) -> CheckOutcome:
     kind = rule.type
     if kind.startswith("expect_column_value"):
-        return _column_map(rule, frame, kwargs)
+        return _column_map(rule, frame, kwargs, cache)
     if kind == "expect_compound_columns_to_be_unique":
         if kwargs.get("row_condition") is not None or kwargs.get("ignore_row_if", "all_values_are_missing") != (
             "all_values_are_missing"
         ):
             raise _Unscreenable(kind)
-        sub = frame[list(kwargs["column_list"])]
-        sub = sub[sub.notna().any(axis=1)]
-        bad = sub.duplicated(keep=False)
-        return _map_result(rule, sub.index[bad.to_numpy()].to_numpy(np.int64), len(sub), float(kwargs.get("mostly", 1)))
+        names = list(kwargs["column_list"])
+        considered = np.logical_or.reduce([frame[n].notna().to_numpy(dtype=bool) for n in names])
+        if considered.all() and _strictly_increasing(frame, names):
+            return _map_result(rule, _EMPTY, len(frame), float(kwargs.get("mostly", 1)))
+        key = np.zeros(len(frame), dtype=np.int64)
+        for name in names:
+            codes = _codes(frame[name], cache, name)
+            width = int(codes.max(initial=0)) + 1
+            if width and key.max(initial=0) > np.iinfo(np.int64).max // width:
+                key, _ = pd.factorize(pd.Series(key))  # keep the combined key in range
+                key = np.asarray(key, dtype=np.int64)
+            key = key * width + codes
+        combined = key[considered]
+        if combined.max(initial=0) >= 8 * len(combined) + 1024:  # sparse keys: make them dense first
+            combined = np.asarray(pd.factorize(combined)[0], dtype=np.int64)
+        bad = _duplicated(combined)
+        rows = np.flatnonzero(considered)[bad].astype(np.int64)
+        return _map_result(rule, rows, int(considered.sum()), float(kwargs.get("mostly", 1)))
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":
         if kwargs.get("row_condition") is not None or kwargs.get("ignore_row_if") != "either_value_is_missing":
             raise _Unscreenable(kind)
@@ -232,7 +403,8 @@ def _screen_rule(rule: Rule, frame: pd.DataFrame, kwargs: Mapping[str, Any]) -> 
 
 def screen(rules: Iterable[Rule], frame: pd.DataFrame, parameters: Mapping[str, Any]) -> list[CheckOutcome]:
     """Evaluate ``rules`` vectorised with GX's semantics (raises _Unscreenable for anything else)."""
-    return [_screen_rule(rule, frame, rule.resolved_kwargs(parameters)) for rule in rules]
+    cache = _Columns(frame)
+    return [_screen_rule(rule, frame, rule.resolved_kwargs(parameters), cache) for rule in rules]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +529,7 @@ def evaluate(
     engine = "gx"
     false_positives = 0
     screened: list[CheckOutcome] | None = None
-    if len(view) > gx_full_rows:
+    if gx_full_rows <= 0 or len(view) > gx_full_rows:
         try:
             screened = screen(runnable, view, parameters)
         except _Unscreenable as exc:

@@ -128,7 +128,7 @@ def test_oa_claims_rules(gx: GxValidator, mode: str) -> None:
         1012       | 12345        | 123.45           | CNY      | approved  |      |            |            | 2026-02-28 09:00:00 | 2026-02-28 09:00:00 | FYBX-2026-000013        | request_id_unique
         1014       | 12345        | 123.45           | CNY      | approved  |      |            |            | 2026-02-28 09:00:00 | 2026-02-28 09:00:00 | '); DROP TABLE ekb.flow;-- |
         1015       | 12345        | 123.45           | CNY      | approved  |      |            |            | 2026-02-28 09:00:00 | 2026-02-28 09:00:00 | 差旅费报销-张伟-😀       |
-        1016       | 12345        | 1e2              | CNY      | approved  |      |            |            | 2026-02-28 09:00:00 | 2026-02-28 09:00:00 | FYBX-2026-000016        | amount_cents_two_decimals
+        1016       | <NA>         | 1e2              | CNY      | approved  |      |            |            | 2026-02-28 09:00:00 | 2026-02-28 09:00:00 | FYBX-2026-000016        | amount_cents_present amount_cents_two_decimals
         """,  # noqa: E501
         mode,
     )
