@@ -2,8 +2,9 @@
 
 Starts a real ``airflow api-server`` (own AIRFLOW_HOME, SQLite metadata DB migrated with
 ``airflow db migrate``, the project's plugins/ folder, SimpleAuthManager with three users)
-against a PostgreSQL state DB holding a real reconciliation ledger and the two source
-systems, then drives Debian's chromium through what finance does: log in, open the runs,
+against real PostgreSQL: the demo OA and expense systems (claimsync.demo) reconciled on three
+days by the real pipeline (claimsync.pipeline.run_reconciliation, Airflow-style run ids), then
+drives Debian's chromium through what finance does: log in, open the runs,
 open a run, filter, open an exception, acknowledge it, sign off as preparer, and as a
 second user sign off as reviewer. The same actions without login, as a viewer, or without
 the CSRF token are refused. Screenshots go to artifacts/workspace/.
@@ -22,16 +23,22 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
+from claimsync.config import Settings
+from claimsync.demo import generate
 from claimsync.pgserver import PgServer
+from claimsync.pipeline import run_reconciliation
+from claimsync.refschema import create_reference_schema
 from claimsync.resources import project_dir
 from tests.conftest import Databases, make_databases
-from tests.integration.test_workspace_app import seed, seed_sources
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -48,6 +55,10 @@ CHROMIUM_ARGS = [
 USERS = "alice:admin,bob:op,victor:viewer"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 ARTIFACTS = project_dir() / "artifacts" / "workspace"
+AS_OF = datetime(2026, 3, 31, 18, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+DEMO_SCALE, DEMO_SEED = 400, 20260331
+# Run ids as Airflow makes them for the daily claimsync_reconcile DAG (':' and '+' included).
+RUN_IDS = [f"scheduled__2026-03-{day}T10:00:00+00:00" for day in (29, 30, 31)]
 
 
 def chromium_or_skip() -> Path:
@@ -88,11 +99,19 @@ def _plain_url(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def dbs(pg_server: PgServer) -> Iterator[Databases]:
+    """Demo OA and expense data, reconciled on three days: the state DB holds a real ledger."""
     databases, names = make_databases(pg_server)
-    engine = databases.engine("state")
-    seed(engine)
-    engine.dispose()
-    seed_sources(databases)
+    oa, expense = databases.engine("oa"), databases.engine("expense")
+    try:
+        create_reference_schema(oa, "oa", recreate=True)
+        create_reference_schema(expense, "expense", recreate=True)
+        generate(oa, expense, scale=DEMO_SCALE, seed=DEMO_SEED, as_of=AS_OF, settings=Settings())
+    finally:
+        oa.dispose()
+        expense.dispose()
+    settings = Settings().with_urls(databases.oa_url, databases.expense_url, databases.state_url)
+    for days_before, run_id in zip((2, 1, 0), RUN_IDS, strict=True):
+        run_reconciliation(settings, as_of=AS_OF - timedelta(days=days_before), run_id=run_id, triggered_by="scheduler")
     yield databases
     for name in names:
         pg_server.drop_database(name)
@@ -206,13 +225,26 @@ def state_rows(dbs: Databases, sql: str, **params: Any) -> list[tuple[Any, ...]]
         engine.dispose()
 
 
+def run_url(run_id: str) -> str:
+    return "/recon/run?" + urlencode({"run_id": run_id})
+
+
 def test_finance_works_a_run_through_the_airflow_ui(browser: Any, airflow: Airflow, dbs: Databases) -> None:
+    latest = RUN_IDS[-1]
+    in_latest = state_rows(dbs, "SELECT count(*) FROM claimsync.recon_run_exception WHERE run_id = :r", r=latest)[0][0]
+    codes = state_rows(
+        dbs,
+        "SELECT count(DISTINCT e.code) FROM claimsync.recon_run_exception r"
+        " JOIN claimsync.recon_exception e ON e.id = r.exception_id WHERE r.run_id = :r",
+        r=latest,
+    )[0][0]
+    assert in_latest > 0
     page = logged_in(browser, airflow, "alice")
 
     # The runs list, also as the nav-bar entry inside Airflow's UI (an iframe at /plugin/recon).
     assert page.locator("h1").inner_text() == "对账批次"
     assert page.locator("#current-user").inner_text() == "alice"
-    assert page.locator("#runs tbody tr").count() == 3
+    assert page.locator("#runs tbody tr").count() == len(RUN_IDS)
     shot(page, "01-runs")
     page.goto(f"{airflow.base_url}/plugin/recon")
     frame = page.frame_locator("iframe")
@@ -223,31 +255,42 @@ def test_finance_works_a_run_through_the_airflow_ui(browser: Any, airflow: Airfl
     # Open the latest run.
     page.goto(f"{airflow.base_url}/recon/")
     page.locator("#runs tbody tr").first.locator("a.run-link").click()
-    page.wait_for_url("**/recon/run?run_id=r3")
-    assert page.locator("#total-count").inner_text() == "60"
-    assert page.locator("#trend-chart svg rect").count() >= 3
-    assert page.locator("#by-code tbody tr").count() == 10
+    page.wait_for_url("**/recon/run?run_id=scheduled__2026-03-31*")
+    assert page.locator("#run-id").inner_text() == latest
+    assert page.locator("#total-count").inner_text() == f"{in_latest:,}"
+    assert page.locator("#trend-chart svg g").count() == len(RUN_IDS)
+    assert page.locator("#by-code tbody tr").count() == codes
     shot(page, "02-run")
 
-    # Filter the run's exceptions: amount mismatches in 财务部 (FIN-01).
+    # Filter the run's exceptions by code, then by the department of one of them.
+    department, expected = state_rows(
+        dbs,
+        "SELECT e.department_code, count(*) OVER (PARTITION BY e.department_code) FROM claimsync.recon_run_exception r"
+        " JOIN claimsync.recon_exception e ON e.id = r.exception_id"
+        " WHERE r.run_id = :r AND e.code = 'amount_mismatch' AND e.department_code IS NOT NULL LIMIT 1",
+        r=latest,
+    )[0]
     page.click("#view-exceptions")
-    page.wait_for_url("**/recon/exceptions?run_id=r3")
-    assert "共 60 条" in page.locator("#result-count").inner_text()
+    page.wait_for_url("**/recon/exceptions?run_id=*")
+    assert f"共 {in_latest:,} 条" in page.locator("#result-count").inner_text()
     page.select_option("select[name=code]", "amount_mismatch")
     page.wait_for_url("**code=amount_mismatch**")
-    page.select_option("select[name=department]", "FIN-01")
-    page.wait_for_url("**department=FIN-01**")
+    page.select_option("select[name=department]", department)
+    page.wait_for_url(f"**department={quote(department, safe='')}**")
     rows = page.locator("#exceptions tbody tr")
-    assert rows.count() == 2  # n in 10..69 with n % 10 == 4 (amount_mismatch) and n % 3 == 0 (FIN-01): 24, 54
+    assert rows.count() == expected
     for i in range(rows.count()):
         assert "金额不一致" in rows.nth(i).inner_text()
     shot(page, "03-filtered")
 
-    # Open one: both systems side by side, the bank account masked, differences marked.
+    # Open one: both systems side by side, live from OA and expense, differences marked.
     page.locator("#exceptions a.exception-link").first.click()
     page.wait_for_url("**/recon/exception/**")
     exception_id = int(page.url.split("/recon/exception/")[1].split("?")[0])
     assert page.locator("#sides tr.differs").count() >= 1
+    assert page.locator("#live").count() == 1  # both sources configured through Airflow connections
+    assert page.locator("#approval-log tbody tr").count() >= 1
+    assert page.locator("#oa-doc").get_attribute("href", timeout=5_000).startswith("https://oa.example.com/")
     assert page.locator("#exception-status").get_attribute("data-status") == "open"
     shot(page, "04-exception")
 
@@ -268,7 +311,7 @@ def test_finance_works_a_run_through_the_airflow_ui(browser: Any, airflow: Airfl
     assert events == [("acknowledge", "alice", note)]
 
     # Sign the run off as preparer.
-    page.goto(f"{airflow.base_url}/recon/run?run_id=r3")
+    page.goto(f"{airflow.base_url}{run_url(latest)}")
     page.fill("#signoff-form-preparer textarea", "差异已逐笔确认")
     page.click("#signoff-form-preparer button")
     page.wait_for_url("**done=signoff**")
@@ -277,14 +320,16 @@ def test_finance_works_a_run_through_the_airflow_ui(browser: Any, airflow: Airfl
     shot(page, "06-prepared")
 
     # A second user signs off as reviewer.
-    reviewer = logged_in(browser, airflow, "bob", "/recon/run?run_id=r3")
+    reviewer = logged_in(browser, airflow, "bob", run_url(latest), lands_on="/recon/run?run_id=*")
     reviewer.click("#signoff-form-reviewer button")
     reviewer.wait_for_url("**done=signoff**")
     assert "bob" in reviewer.locator("#signoff-reviewer").inner_text()
     reviewer.goto(f"{airflow.base_url}/recon/")
     assert "✓ bob" in reviewer.locator("#runs tbody tr").first.locator(".signoff-reviewer").inner_text()
     shot(reviewer, "07-reviewed")
-    signed = state_rows(dbs, "SELECT role, signed_by FROM claimsync.signoff WHERE run_id = 'r3' ORDER BY signed_at")
+    signed = state_rows(
+        dbs, "SELECT role, signed_by FROM claimsync.signoff WHERE run_id = :r ORDER BY signed_at", r=latest
+    )
     assert signed == [("preparer", "alice"), ("reviewer", "bob")]
     reviewer.context.close()
     page.context.close()
@@ -293,36 +338,35 @@ def test_finance_works_a_run_through_the_airflow_ui(browser: Any, airflow: Airfl
 def test_without_login_as_viewer_or_without_csrf_the_actions_are_refused(
     browser: Any, airflow: Airflow, dbs: Databases
 ) -> None:
-    target = state_rows(dbs, "SELECT id FROM claimsync.recon_exception WHERE business_key = 'oa:5040'")[0][0]
+    run_id = RUN_IDS[1]
+    target = state_rows(
+        dbs,
+        "SELECT e.id FROM claimsync.recon_exception e JOIN claimsync.recon_run_exception r ON r.exception_id = e.id"
+        " WHERE r.run_id = :r AND e.status = 'open' ORDER BY e.id LIMIT 1",
+        r=run_id,
+    )[0][0]
     action = f"{airflow.base_url}/recon/exception/{target}/status"
+    signoff = f"{airflow.base_url}/recon/run/signoff"
     form = {"action": "acknowledge", "note": "should not be recorded"}
 
     # No login: pages send the browser to Airflow's login, actions answer 401.
     anonymous = browser.new_context()
-    response = anonymous.request.get(f"{airflow.base_url}/recon/run?run_id=r2", max_redirects=0)
+    response = anonymous.request.get(f"{airflow.base_url}{run_url(run_id)}", max_redirects=0)
     assert response.status == 303
     assert "/auth/login" in response.headers["location"]
     assert anonymous.request.post(action, form=form).status == 401
-    assert (
-        anonymous.request.post(
-            f"{airflow.base_url}/recon/run/signoff", form={"run_id": "r2", "role": "preparer"}
-        ).status
-        == 401
-    )
+    assert anonymous.request.post(signoff, form={"run_id": run_id, "role": "preparer"}).status == 401
     anonymous.close()
 
     # A viewer reads but cannot act, even with a valid CSRF token of their own.
-    viewer = logged_in(browser, airflow, "victor", "/recon/run?run_id=r2")
+    viewer = logged_in(browser, airflow, "victor", run_url(run_id), lands_on="/recon/run?run_id=*")
     assert viewer.locator("#view-only").count() == 1
     assert viewer.locator("form[method=post]").count() == 0
     token = viewer.locator("meta[name=csrf-token]").get_attribute("content")
     assert token
     shot(viewer, "08-viewer")
-    refused = viewer.context.request.post(action, form={**form, "csrf_token": token})
-    assert refused.status == 403
-    refused = viewer.context.request.post(
-        f"{airflow.base_url}/recon/run/signoff", form={"run_id": "r2", "role": "preparer", "csrf_token": token}
-    )
+    assert viewer.context.request.post(action, form={**form, "csrf_token": token}).status == 403
+    refused = viewer.context.request.post(signoff, form={"run_id": run_id, "role": "preparer", "csrf_token": token})
     assert refused.status == 403
     viewer.context.close()
 
@@ -330,21 +374,46 @@ def test_without_login_as_viewer_or_without_csrf_the_actions_are_refused(
     editor = logged_in(browser, airflow, "bob", f"/recon/exception/{target}")
     assert editor.context.request.post(action, form=form).status == 403
     assert editor.context.request.post(action, form={**form, "csrf_token": "1700000000.forged"}).status == 403
+    assert editor.context.request.post(signoff, form={"run_id": run_id, "role": "preparer"}).status == 403
     editor.context.close()
 
     assert state_rows(dbs, "SELECT status FROM claimsync.recon_exception WHERE id = :i", i=target) == [("open",)]
-    assert state_rows(dbs, "SELECT count(*) FROM claimsync.signoff WHERE run_id = 'r2'") == [(0,)]
+    assert state_rows(dbs, "SELECT count(*) FROM claimsync.signoff WHERE run_id = :r", r=run_id) == [(0,)]
     assert state_rows(
         dbs, "SELECT count(*) FROM claimsync.recon_exception_event WHERE exception_id = :i AND run_id IS NULL", i=target
     ) == [(0,)]
 
 
+def test_exception_page_masks_the_payee_account(browser: Any, airflow: Airflow, dbs: Databases) -> None:
+    claim_codes = [r[0] for r in state_rows(dbs, "SELECT DISTINCT claim_code FROM claimsync.recon_exception")]
+    engine = dbs.engine("expense")
+    with engine.connect() as conn:
+        paid = conn.execute(
+            sa.text(
+                "SELECT f.code, p.payee_account FROM ekb.flow f JOIN ekb.payment p ON p.flow_id = f.id"
+                " WHERE f.code = ANY(:codes) AND p.payee_account IS NOT NULL ORDER BY f.code LIMIT 1"
+            ),
+            {"codes": claim_codes},
+        ).one()
+    engine.dispose()
+    target = state_rows(dbs, "SELECT id FROM claimsync.recon_exception WHERE claim_code = :c LIMIT 1", c=paid.code)[0][
+        0
+    ]
+    page = logged_in(browser, airflow, "victor", f"/recon/exception/{target}")
+    accounts = page.locator("#payments td.account").all_inner_texts()
+    digits = "".join(ch for ch in paid.payee_account if ch.isdigit())
+    assert f"{digits[:4]} **** **** {digits[-4:]}" in accounts
+    assert digits not in page.content()
+    shot(page, "09-payment-masked")
+    page.context.close()
+
+
 def test_dag_run_tab_opens_the_runs_report(browser: Any, airflow: Airflow) -> None:
-    page = logged_in(
-        browser, airflow, "victor", "/recon/dagrun/claimsync_reconcile/r2", lands_on="/recon/run?run_id=r2"
-    )
-    assert page.url.endswith("/recon/run?run_id=r2")
-    assert "r2" in page.locator("#run-id").inner_text()
+    # The UI fills {DAG_ID} and {RUN_ID} with encodeURIComponent: ':' and '+' arrive escaped.
+    run_id = RUN_IDS[1]
+    tab = f"/recon/dagrun/claimsync_reconcile/{quote(run_id, safe='')}"
+    page = logged_in(browser, airflow, "victor", tab, lands_on="/recon/run?run_id=*")
+    assert page.locator("#run-id").inner_text() == run_id
     page.goto(f"{airflow.base_url}/recon/dagrun/claimsync_org_sync/manual__x")
     assert page.locator("#message").inner_text() == "该 DAG 运行没有对账报告。"
     page.context.close()
