@@ -660,3 +660,14 @@ def test_state_database_missing_is_a_clear_503(pg_server: PgServer) -> None:
         response = c.get("/recon/", headers=ALICE)
     assert response.status_code == 503
     assert "CLAIMSYNC_STATE_URL" in response.text
+
+
+def test_unreachable_state_database_is_a_clear_503_without_the_password(pg_server: PgServer) -> None:
+    env = {"CLAIMSYNC_STATE_URL": "postgresql://claimsync:hunter2secret@127.0.0.1:1/state"}
+    parent = FastAPI()
+    parent.mount("/recon", create_app(WorkspaceConfig.from_env(SECRET, env=env), WorkspaceAuth(viewer, editor)))
+    with TestClient(parent) as c:
+        response = c.get("/recon/", headers=ALICE)
+    assert response.status_code == 503
+    assert "cannot reach the state database" in response.text
+    assert "hunter2secret" not in response.text

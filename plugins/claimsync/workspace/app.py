@@ -8,6 +8,7 @@ security); POSTs also need the CSRF token every page carries.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -49,6 +50,7 @@ from claimsync.workspace.security import (
     require_viewer,
 )
 
+_log = logging.getLogger(__name__)
 TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE: Final = "claimsync_lang"
 DEPARTMENTS_SHOWN: Final = 12  # the run page lists the departments with the largest amounts; the rest in one row
@@ -110,7 +112,9 @@ class Workspace:
                 if self._engine is not None:
                     self._engine.dispose()
                 try:
-                    self._engine = create_engine(url, "state", pool_size=5, max_overflow=5)
+                    self._engine = create_engine(
+                        url, "state", pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+                    )
                 except ClaimsyncError as exc:
                     raise StateUnavailable(str(exc)) from None
                 self._engine_url, self._schema_ready = url, False
@@ -366,6 +370,13 @@ def create_app(
     @app.exception_handler(WorkspaceError)
     async def workspace_error(request: Request, exc: WorkspaceError) -> Response:
         return error_page(request, exc.http_status, str(exc))
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> Response:
+        # One line for the user; the traceback goes to the api-server's log.
+        _log.exception("claimsync workspace: database error on %s", request.url.path)
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return error_page(request, 503, f"the state database could not answer: {first}")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
