@@ -870,7 +870,8 @@ def _invoice_occurrences(
     clean_pair[pair_expense[clean] + n_oa] = True
     oa_ref = pd.Index(oa["request_id"].to_numpy(dtype=np.int64))
 
-    parts = []
+    # Lines of both sides with an invoice number, and the record each belongs to.
+    sides_lines = []
     for all_lines, frame, offset in ((sides.oa_lines, oa, 0), (sides.expense_lines, expense, n_oa)):
         lines = all_lines[all_lines["invoice_number"].notna()]
         if lines.empty:
@@ -880,39 +881,44 @@ def _invoice_occurrences(
             record = oa_ref.get_indexer(ref)
         else:
             record = _positions(lines["claim_ref"], expense["claim_code"])
-        keep = np.flatnonzero(record >= 0)
+        keep = record >= 0
         node = record[keep] + offset
         live = ~_in(frame["state"], _DEAD)[record[keep]] & owned[node]
-        keep, node = keep[live], node[live]
-        number = pc.utf8_trim_whitespace(_arrow(lines["invoice_number"]).take(pa.array(keep)))
-        code = pc.fill_null(pc.utf8_trim_whitespace(_arrow(lines["invoice_code"]).take(pa.array(keep))), "")
-        code = pc.if_else(pc.equal(pc.utf8_length(number), 20), pa.scalar("", code.type), code)
-        parts.append(
-            pa.table(
-                {
-                    "invoice_code": code,
-                    "invoice_number": number,
-                    "unit_request": unit_request[labels[node]],
-                    "label": labels[node],
-                    "amount_cents": _cents(lines["amount_cents"])[keep],
-                    "currency": pa.array(
-                        frame["currency"].to_numpy()[node - offset], type=pa.string(), from_pandas=True
-                    ),
-                    "clean_pair": clean_pair[node],
-                }
-            )
-        )
-    if not parts:
+        rows = np.flatnonzero(keep)[live]
+        currency = _arrow(frame["currency"]).take(pa.array(node[live] - offset))
+        sides_lines.append((lines, rows, node[live], currency))
+    if not sides_lines:
         return _invoice_frame(pd.DataFrame({c: [] for c in _INVOICE_COLUMNS}))
-    table = pa.concat_tables(parts)
-    label = table["label"].to_numpy()
-    unit_code = np.full(len(label), "", dtype=object)
-    claim_only = table["unit_request"].to_numpy() == _NO_REQUEST
+    # canonical frames hold trimmed codes (claimsync.canonical), so the text is used as is
+    number = pa.concat_arrays(
+        [_arrow(lines["invoice_number"]).take(pa.array(rows)) for lines, rows, _, _ in sides_lines]
+    )
+    code = pa.concat_arrays(
+        [pc.fill_null(_arrow(lines["invoice_code"]).take(pa.array(rows)), "") for lines, rows, _, _ in sides_lines]
+    )
+    code = pc.if_else(pc.equal(pc.utf8_length(number), 20), pa.scalar("", pa.string()), code)
+    node = np.concatenate([n for _, _, n, _ in sides_lines])
+    amount = np.concatenate([_cents(lines["amount_cents"])[rows] for lines, rows, _, _ in sides_lines])
+    currency = pa.concat_arrays([c for _, _, _, c in sides_lines])
+    label = labels[node]
+    table = pa.table(
+        {
+            "invoice_code": code,
+            "invoice_number": number,
+            "unit_request": unit_request[label],
+            "amount_cents": amount,
+            "currency": currency,
+            "clean_pair": clean_pair[node],
+        }
+    )
+    unit_code = pa.array([""], pa.string()).take(pa.array(np.zeros(len(label), dtype=np.int64)))
+    claim_only = unit_request[label] == _NO_REQUEST
     if claim_only.any():
         # groups without an OA request are named by their smallest claim code
         codes = pd.Series(expense["claim_code"].to_numpy(), index=labels[n_oa:]).groupby(level=0).min()
-        unit_code[claim_only] = codes.reindex(label[claim_only]).to_numpy()
-    table = table.drop_columns(["label"]).append_column("unit_code", pa.array(unit_code, type=pa.string()))
+        names = pa.array(codes.reindex(label[claim_only]).to_numpy(), type=pa.string(), from_pandas=True)
+        unit_code = pc.replace_with_mask(unit_code, pa.array(claim_only), names)
+    table = table.append_column("unit_code", unit_code)
     return _per_unit(table)
 
 
