@@ -24,6 +24,7 @@ Configuration (environment of the api-server):
 # No ``from __future__ import annotations`` here: FastAPI reads the auth dependencies'
 # annotations at runtime, and they name types imported inside build_app().
 import functools
+import logging
 import os
 from typing import Any
 
@@ -109,6 +110,40 @@ def build_app() -> Any:
     return create_app(config, WorkspaceAuth(viewer=viewer, editor=editor, login_url=login_url), lifespan=lifespan)
 
 
+def _unavailable_app(reason: str) -> Any:
+    """What /recon/ serves when the workspace cannot be built: the reason, behind the same login."""
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from fastapi import Depends, FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(requires_access_dag(method="GET", param_dag_id=RECONCILE_DAG_ID))],
+    )
+
+    @app.api_route("/{path:path}", methods=["GET", "POST"])
+    def unavailable(path: str) -> PlainTextResponse:
+        return PlainTextResponse(f"claimsync workspace is not available: {reason}", status_code=503)
+
+    return app
+
+
+@functools.cache
+def workspace_app() -> Any:
+    """The workspace, or — when its configuration is wrong — a page saying why.
+
+    A plugin that raised here would stop the whole api-server, Airflow's UI included.
+    """
+    try:
+        return build_app()
+    except Exception as exc:
+        logging.getLogger(__name__).exception("claimsync workspace could not start")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _unavailable_app(reason)
+
+
 class ClaimsyncPlugin(AirflowPlugin):
     """The reconciliation workspace at /recon/, in the nav bar and on DAG-run pages."""
 
@@ -132,4 +167,4 @@ class ClaimsyncPlugin(AirflowPlugin):
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """Built on first access: only the api-server (and `airflow plugins`) ever asks."""
-        return [{"app": build_app(), "url_prefix": URL_PREFIX, "name": "claimsync reconciliation workspace"}]
+        return [{"app": workspace_app(), "url_prefix": URL_PREFIX, "name": "claimsync reconciliation workspace"}]

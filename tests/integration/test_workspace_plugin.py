@@ -63,3 +63,44 @@ def test_nav_entry_and_dag_run_tab_point_at_the_workspace(tmp_path: Path) -> Non
     assert nav["url_route"] == "recon"
     assert dag_run["href"] == "/recon/dagrun/{DAG_ID}/{RUN_ID}"
     assert dag_run["url_route"]  # the UI shows a DAG-run tab only for views with a url_route
+
+
+_BUILD = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("claimsync_airflow", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["claimsync_airflow"] = module
+spec.loader.exec_module(module)
+(entry,) = module.ClaimsyncPlugin().fastapi_apps
+paths = sorted(getattr(route, "path", "") for route in entry["app"].routes)
+print(json.dumps({"prefix": entry["url_prefix"], "paths": paths}))
+"""
+
+
+def _build(tmp_path: Path, **env_extra: str) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CLAIMSYNC_"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp_path),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__API__SECRET_KEY": "a-test-secret-key-of-some-length",
+            **env_extra,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILD, str(PLUGIN)], env=env, capture_output=True, text=True, check=False, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_plugin_serves_the_workspace_at_recon(tmp_path: Path) -> None:
+    built = _build(tmp_path)
+    assert built["prefix"] == "/recon"
+    assert {"/", "/run", "/exceptions", "/exception/{exception_id}", "/run/signoff"} <= set(built["paths"])  # type: ignore[arg-type]
+
+
+def test_a_configuration_error_serves_a_reason_instead_of_stopping_the_api_server(tmp_path: Path) -> None:
+    built = _build(tmp_path, CLAIMSYNC_OA_DOC_URL="ftp://oa.example.com/{request_id}")
+    assert built["prefix"] == "/recon"
+    assert built["paths"] == ["/{path:path}"]
