@@ -35,6 +35,7 @@ from claimsync.refschema import create_reference_schema
 from claimsync.rules import ExceptionCode
 from claimsync.runs import RunInfo, begin_run, finish_run
 from claimsync.workspace import Actor, WorkspaceAuth, WorkspaceConfig, create_app
+from claimsync.workspace.queries import precompute_run
 from claimsync.workspace.security import make_csrf_token
 from tests.conftest import Databases, make_databases
 
@@ -671,3 +672,27 @@ def test_unreachable_state_database_is_a_clear_503_without_the_password(pg_serve
     assert response.status_code == 503
     assert "cannot reach the state database" in response.text
     assert "hunter2secret" not in response.text
+
+
+def test_rollups_are_precomputed_and_recomputed_when_a_run_is_recorded_again(databases: Databases) -> None:
+    engine = databases.engine("state")
+    seed(engine)
+    precompute_run(engine, "r3")
+    rollup_sql = "SELECT sum(exceptions) FROM claimsync.workspace_run_rollup WHERE run_id = 'r3'"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(rollup_sql)).scalar() == 60
+    # A rerun of the same run id that finds fewer exceptions replaces the run's sightings.
+    record(engine, "r3", RUN_DAYS["r3"], exception_rows(range(10, 20)))
+    with client_for(databases) as c:
+        html = c.get("/recon/run?run_id=r3&lang=en", headers=ALICE).text
+    assert sum(int(r[2]) for r in cells(html, "by-code")) == 10
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(rollup_sql)).scalar() == 10
+        state = conn.execute(
+            sa.text(
+                "SELECT w.finished_at = s.finished_at FROM claimsync.workspace_run_rollup_state w"
+                " JOIN claimsync.sync_run s USING (run_id) WHERE run_id = 'r3'"
+            )
+        ).scalar()
+    engine.dispose()
+    assert state is True

@@ -41,7 +41,7 @@ def trend_svg(
     height: int = 240,
 ) -> str:
     """Stacked bars of exceptions per severity per run, and a line of the total amount impact."""
-    left, right, top, bottom = 48, 86, 16, 28
+    left, right, top, bottom = 48, 86, 30, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(len(points), 1)
     slot = plot_w / n
@@ -100,8 +100,8 @@ def trend_svg(
         px, py = pt.split(",")
         out.append(f'<circle cx="{px}" cy="{py}" r="2.5" fill="#1a5fb4"/>')
     out.append(
-        f'<text x="{left}" y="{top - 4}" font-size="10" fill="#555">{escape(count_label)}</text>'
-        f'<text x="{left + plot_w + 6}" y="{top - 4}" font-size="10" fill="#1a5fb4">{escape(amount_label)}</text>'
+        f'<text x="{left}" y="{top - 14}" font-size="10" fill="#555">{escape(count_label)}</text>'
+        f'<text x="{left + plot_w + 6}" y="{top - 14}" font-size="10" fill="#1a5fb4">{escape(amount_label)}</text>'
     )
     out.append("</svg>")
     return "".join(out)

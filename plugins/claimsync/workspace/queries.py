@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from claimsync.workspace.errors import NotFound
 from claimsync.workspace.filters import AGE_BUCKETS, Cursor, ExceptionFilter, age_bounds
@@ -238,6 +238,17 @@ def ensure_rollups(conn: Connection, run_ids: Sequence[str]) -> None:
             ),
             {"ids": ids},
         )
+
+
+def precompute_run(state_engine: Engine, run_id: str) -> None:
+    """Aggregate a finished run's workspace figures now, so the first page view after it is warm.
+
+    Optional: the pages compute a missing rollup themselves. A DAG's report step may call this
+    after the run is finished (``from claimsync.workspace.queries import precompute_run``; no
+    web framework is imported).
+    """
+    with state_engine.connect() as conn:
+        ensure_rollups(conn, [run_id])
 
 
 def _rollup_source(conn: Connection, runs: Sequence[RunRow]) -> str:
