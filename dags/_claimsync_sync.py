@@ -116,51 +116,51 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
                 }
 
             @task(multiple_outputs=True)
-            def extract_changes(run_id: str) -> dict[str, Any]:
+            def extract_changes(sync_run_id: str) -> dict[str, Any]:
                 """Read both systems' records changed in the window and stage them under the run id."""
                 from claimsync.sync import extract_stage
 
-                return extract_stage(claimsync_settings(), run_id)
+                return extract_stage(claimsync_settings(), sync_run_id)
 
             return extract_changes(open_run()["run_id"])
 
         @task_group(group_id="plan")
         def plan(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def plan_writes(run_id: str) -> dict[str, Any]:
+            def plan_writes(sync_run_id: str) -> dict[str, Any]:
                 """Plan every write with its before- and after-image and store the plan in the state DB."""
                 from claimsync.sync import plan_stage
 
-                return plan_stage(claimsync_settings(), run_id)
+                return plan_stage(claimsync_settings(), sync_run_id)
 
             return plan_writes(run_id)
 
         @task_group(group_id="validate")
         def validate(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def check_delta(run_id: str) -> dict[str, Any]:
+            def check_delta(sync_run_id: str) -> dict[str, Any]:
                 """Circuit breaker: stop a plan that touches too much of a target table (unless force)."""
                 from claimsync.sync import check_stage
 
-                return check_stage(claimsync_settings(), run_id)
+                return check_stage(claimsync_settings(), sync_run_id)
 
             return check_delta(run_id)
 
         @task_group(group_id="apply")
         def apply(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def apply_expense(run_id: str) -> dict[str, Any]:
+            def apply_expense(sync_run_id: str) -> dict[str, Any]:
                 """Compare-and-set the expense writes batch by batch; recover unconfirmed batches."""
                 from claimsync.sync import apply_stage
 
-                return apply_stage(claimsync_settings(), run_id, "expense")
+                return apply_stage(claimsync_settings(), sync_run_id, "expense")
 
             @task(multiple_outputs=True)
-            def apply_oa(run_id: str) -> dict[str, Any]:
+            def apply_oa(sync_run_id: str) -> dict[str, Any]:
                 """Compare-and-set the OA writes batch by batch; recover unconfirmed batches."""
                 from claimsync.sync import apply_stage
 
-                return apply_stage(claimsync_settings(), run_id, "oa")
+                return apply_stage(claimsync_settings(), sync_run_id, "oa")
 
             applied = apply_expense(run_id)
             if "oa" in targets:
@@ -170,11 +170,11 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
         @task_group(group_id="confirm")
         def confirm(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def confirm_run(run_id: str) -> dict[str, Any]:
+            def confirm_run(sync_run_id: str) -> dict[str, Any]:
                 """Check every batch is confirmed, advance the watermark, finish the run."""
                 from claimsync.sync import confirm_stage
 
-                return confirm_stage(claimsync_settings(), run_id)
+                return confirm_stage(claimsync_settings(), sync_run_id)
 
             return confirm_run(run_id)
 
