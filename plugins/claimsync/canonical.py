@@ -83,8 +83,20 @@ _MONEY_TWO_DECIMALS: Final = r"^-?[0-9]{1,16}\.[0-9]{2}$"
 _MONEY: Final = r"^[+-]?([0-9]{1,16}(\.[0-9]{0,2})?|\.[0-9]{1,2})$"
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _arrow(values: pd.Series) -> pa.Array:
-    array = pa.array(values, from_pandas=True)
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (UnicodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        # Text Arrow cannot hold (lone surrogates, bytes) is no amount: <NA>; ``*_src`` keeps it for the gate.
+        array = pa.array(values.map(lambda v: v if isinstance(v, str) and _utf8(v) else None), from_pandas=True)
     if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
         array = pc.cast(array, pa.large_string())
     return array
