@@ -110,6 +110,15 @@ ON CONFLICT (code, business_key) DO UPDATE SET
     first_seen = LEAST(e.first_seen, EXCLUDED.first_seen),
     last_run_id = CASE WHEN EXCLUDED.last_seen >= e.last_seen THEN EXCLUDED.last_run_id ELSE e.last_run_id END,
     last_seen = GREATEST(e.last_seen, EXCLUDED.last_seen)
+-- A row this run saw exactly as stored (a rerun) is left alone: no write, no bloat.
+WHERE (e.severity, e.oa_request_id, e.claim_code, e.employee_code, e.department_code, e.oa_amount,
+       e.expense_amount, e.amount_impact, e.currency, e.oa_state, e.expense_state, e.detail, e.oa_side,
+       e.expense_side, e.first_seen, e.last_seen, e.last_run_id)
+      IS DISTINCT FROM
+      (EXCLUDED.severity, EXCLUDED.oa_request_id, EXCLUDED.claim_code, EXCLUDED.employee_code,
+       EXCLUDED.department_code, EXCLUDED.oa_amount, EXCLUDED.expense_amount, EXCLUDED.amount_impact,
+       EXCLUDED.currency, EXCLUDED.oa_state, EXCLUDED.expense_state, EXCLUDED.detail, EXCLUDED.oa_side,
+       EXCLUDED.expense_side, LEAST(e.first_seen, EXCLUDED.first_seen), EXCLUDED.last_seen, EXCLUDED.last_run_id)
 """
 
 # A rerun of the same run id replaces that run's links: drop those it no longer finds …
@@ -143,6 +152,11 @@ ON CONFLICT (run_id, exception_id) DO UPDATE SET
     detail = EXCLUDED.detail,
     oa_side = EXCLUDED.oa_side,
     expense_side = EXCLUDED.expense_side
+WHERE (r.severity, r.oa_amount, r.expense_amount, r.amount_impact, r.currency, r.oa_state, r.expense_state,
+       r.detail, r.oa_side, r.expense_side)
+      IS DISTINCT FROM
+      (EXCLUDED.severity, EXCLUDED.oa_amount, EXCLUDED.expense_amount, EXCLUDED.amount_impact, EXCLUDED.currency,
+       EXCLUDED.oa_state, EXCLUDED.expense_state, EXCLUDED.detail, EXCLUDED.oa_side, EXCLUDED.expense_side)
 """
 
 # Only for a full run: what it no longer finds is gone. Exceptions last seen by a later run

@@ -52,7 +52,13 @@ def write_report_xlsx(data: ReportData, path: Path) -> Path:
     workbook = xlsxwriter.Workbook(
         str(path),
         # Cell text is data, never a formula or a link (a detail starting with '=' stays text).
-        {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False},
+        {
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+            # Rows go straight to disk (every sheet is written top to bottom): flat memory at 100k+ rows.
+            "constant_memory": True,
+        },
     )
     formats = {
         "title": workbook.add_format({"bold": True, "font_size": 14}),
