@@ -41,7 +41,7 @@ SELECT r.run_id, e.code, max(COALESCE(r.severity, e.severity)) AS severity,
 FROM claimsync.recon_run_exception r
 JOIN claimsync.recon_exception e ON e.id = r.exception_id
 JOIN claimsync.sync_run s ON s.run_id = r.run_id
-WHERE r.run_id = ANY(:run_ids)
+WHERE r.run_id = :run_id
 GROUP BY r.run_id, e.code, COALESCE(e.department_code, ''), {_AGE_CASE}, COALESCE(r.currency, e.currency)
 """
 
@@ -221,15 +221,16 @@ def ensure_rollups(conn: Connection, run_ids: Sequence[str]) -> None:
         ids = [row.run_id for row in stale]
         if not ids:
             return
+        # Grouping ~70k joined rows per run: keep the sort/hash in memory, not in temp files.
+        conn.execute(sa.text("SELECT set_config('work_mem', '32MB', true)"))
         conn.execute(sa.text("DELETE FROM claimsync.workspace_run_rollup WHERE run_id = ANY(:ids)"), {"ids": ids})
-        conn.execute(
-            sa.text(
-                "INSERT INTO claimsync.workspace_run_rollup"
-                " (run_id, code, severity, department_code, age_bucket, currency, exceptions, amount_impact)"
-                + _ROLLUP_SELECT
-            ),
-            {"run_ids": ids},
+        insert = sa.text(
+            "INSERT INTO claimsync.workspace_run_rollup"
+            " (run_id, code, severity, department_code, age_bucket, currency, exceptions, amount_impact)"
+            + _ROLLUP_SELECT
         )
+        for run_id in ids:  # one run per statement: an equality on run_id plans the index scan, ANY(…) may not
+            conn.execute(insert, {"run_id": run_id})
         conn.execute(
             sa.text(
                 "INSERT INTO claimsync.workspace_run_rollup_state (run_id, finished_at)"
@@ -252,19 +253,19 @@ def precompute_run(state_engine: Engine, run_id: str) -> None:
 
 
 def _rollup_source(conn: Connection, runs: Sequence[RunRow]) -> str:
-    """SQL yielding rollup rows for ``:run_ids`` (stored for finished runs, live for running ones)."""
+    """SQL yielding rollup rows for ``:run_ids`` (stored for finished runs, live for running ones).
+
+    Running runs are passed as ``:live_ids``; a page shows at most a few of them.
+    """
     ensure_rollups(conn, [r.run_id for r in runs if r.status != "running"])
-    live = [r.run_id for r in runs if r.status == "running"]
-    if not live:
-        return (
-            "SELECT run_id, code, severity, department_code, age_bucket, currency, exceptions, amount_impact"
-            " FROM claimsync.workspace_run_rollup WHERE run_id = ANY(:run_ids)"
-        )
-    return (
+    stored = (
         "SELECT run_id, code, severity, department_code, age_bucket, currency, exceptions, amount_impact"
         " FROM claimsync.workspace_run_rollup WHERE run_id = ANY(:run_ids)"
-        " UNION ALL SELECT * FROM (" + _ROLLUP_SELECT.replace(":run_ids", ":live_ids") + ") live"
     )
+    if not any(r.status == "running" for r in runs):
+        return stored
+    live = _ROLLUP_SELECT.replace("r.run_id = :run_id", "r.run_id = ANY(:live_ids)")
+    return f"{stored} UNION ALL SELECT * FROM ({live}) live"
 
 
 def _run_row(row: Any) -> RunRow:
