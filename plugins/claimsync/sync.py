@@ -407,6 +407,11 @@ def _stage(state: Engine, run_id: str, sides: Sides) -> dict[str, int]:
     return counts
 
 
+def staged_sides(state: Engine, run_id: str) -> Sides:
+    """The canonical frames staged for ``run_id`` (the quality gate task reads them between extract and plan)."""
+    return _load_stage(state, run_id)
+
+
 def _load_stage(state: Engine, run_id: str) -> Sides:
     import pandas as pd
 
@@ -895,6 +900,8 @@ def sync_command(args: Any, settings: Settings) -> int:
     """``claimsync sync {org|claims|all} [--since T --until T] [--full] [--dry-run] [--force] [--wait]``."""
     from sqlalchemy.exc import DBAPIError
 
+    from claimsync import quality_gates
+
     since = parse_time(args.since, settings.tz, "--since") if args.since else None
     until = parse_time(args.until, settings.tz, "--until") if args.until else None
     if args.full and since is not None:
@@ -911,6 +918,8 @@ def sync_command(args: Any, settings: Settings) -> int:
             force=args.force,
             triggered_by=_who(),
             wait=args.wait,
+            source_gate=quality_gates.source_gate(settings),
+            delta_gate=quality_gates.delta_gate(settings),
         )
     except DBAPIError as exc:
         raise ClaimsyncError(f"the sync failed on a database error: {_one_line(exc.orig or exc)}") from None
