@@ -36,7 +36,8 @@ _PASSED_EXTRAS = frozenset({"sslmode", "sslrootcert", "sslcert", "sslkey", "conn
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "claimsync",
-    "retries": 2,
+    # Operators may lower this for one-off runs (the demo sets 0); deployments keep the default.
+    "retries": int(os.environ.get("CLAIMSYNC_TASK_RETRIES", "2")),
     "retry_delay": timedelta(minutes=2),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
@@ -67,6 +68,8 @@ def sqlalchemy_url(conn: Any) -> str:
     port = f":{conn.port}" if conn.port else ""
     database = f"/{quote(conn.schema, safe='')}" if conn.schema else "/"
     extras = {k: v for k, v in (conn.extra_dejson or {}).items() if k in _PASSED_EXTRAS and v is not None}
+    if host.startswith("/"):  # a unix-socket directory (libpq's host=/path), e.g. the embedded demo server
+        extras["host"], host, port = host, "", ""
     query = "&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in sorted(extras.items()))
     return f"{driver}://{auth}{host}{port}{database}" + (f"?{query}" if query else "")
 

@@ -44,6 +44,15 @@ def test_an_airflow_connection_becomes_a_sqlalchemy_url(uri: str, url: str) -> N
     assert common.sqlalchemy_url(connection(uri)) == url
 
 
+def test_a_unix_socket_directory_host_becomes_the_host_query_parameter() -> None:
+    from airflow.sdk import Connection
+
+    conn = Connection(
+        conn_id="claimsync_oa", conn_type="postgres", host="/tmp/claimsync pg", login="postgres", schema="oa", port=5432
+    )
+    assert common.sqlalchemy_url(conn) == "postgresql+psycopg2://postgres@/oa?host=%2Ftmp%2Fclaimsync%20pg"
+
+
 def test_the_url_works_with_claimsync() -> None:
     from claimsync.db import normalize_url
 
