@@ -48,6 +48,13 @@ its downstream tasks; the systems end up as if it had run once:
   Nothing is written twice; each change has exactly one audit row and one `flow_log` row.
 - `confirm_run` checks every batch is confirmed, advances the watermark, finishes the run.
 
+**Backfilling** — `airflow backfill create --dag-id claimsync_claim_sync --from-date 2026-03-31T09:00+08:00
+--to-date 2026-03-31T09:30+08:00 --max-active-runs 1` (or the UI's Backfill, `POST /api/v2/backfills`)
+runs one run per 15-minute interval, oldest first, each reading its own window. It is rarely
+needed: after an outage the next run's window already reaches back to the watermark.
+Intervals that have a run are skipped (`--reprocess-behavior none`); rerunning a completed
+run (`completed`, or Clear in the UI) writes nothing.
+
 A copy of this flow started from the CLI (`claimsync sync claims`) meanwhile waits for the
 task holding the flow's lock, or exits. `claimsync revert <run id>` puts a run's
 before-images back where the values are still the ones it wrote.

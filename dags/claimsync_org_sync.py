@@ -40,6 +40,10 @@ with `CLAIMSYNC_OA_CONN_ID` etc.), resolved inside the tasks only.
   but not confirmed: nothing is written twice, each change has exactly one audit row.
 - `confirm_run` checks every batch is confirmed, advances the watermark, finishes the run.
 
+**Backfilling** — `airflow backfill create --dag-id claimsync_org_sync --from-date … --to-date …
+--max-active-runs 1` (or the UI's Backfill) runs one run per hour, oldest first, each reading
+its own window; rarely needed, as the next run's window reaches back to the watermark anyway.
+
 Claims of a new employee wait (deferred, no exception) until this DAG has created them in
 expense; the next `claimsync_claim_sync` run then creates the claims.
 """

@@ -27,9 +27,11 @@ the file is parsed. Report files go to `$CLAIMSYNC_REPORT_DIR/<run id>/` (defaul
 `$AIRFLOW_HOME/claimsync-reports`); the same report renders from the state database in
 the claimsync UI.
 
-**Rerunning** — every task is safe to rerun, alone or with its downstream:
+**Rerunning: what a rerun of each task does** — every task is safe to clear and rerun,
+alone or with its downstream:
 - `open_run` re-opens the run's row (same run id, nothing duplicated) and drops partial
   results left by an earlier attempt with a different bucket count;
+- `list_buckets` returns the same bucket list again (the count comes from `open_run`);
 - `reconcile_bucket` re-reads both systems and replaces its bucket's partial result;
 - `record_ledger` re-merges the partials and rewrites this run's ledger entries: counts,
   first/last seen and events are not duplicated; exceptions a person acknowledged or
@@ -38,6 +40,11 @@ the claimsync UI.
 - `render_report` re-renders the files from the ledger (a failure here marks the run failed).
 Nothing here writes to OA or the expense system. On failure the callback logs the run id
 and the number of exceptions found so far.
+
+**Backfilling** — `airflow backfill create --dag-id claimsync_reconcile --from-date … --to-date …
+--max-active-runs 1` runs one reconciliation per day, each as of that day's end. OA and
+expense keep no history, so a backfilled run reconciles the systems as they are now: it
+fills gaps in the run list and the trend, it does not reproduce a past day.
 """
 
 from __future__ import annotations
