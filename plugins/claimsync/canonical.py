@@ -160,6 +160,8 @@ def _isin(values: pd.Series, universe: pd.Series) -> np.ndarray:
 
 def _arrow_any(values: pd.Series) -> pa.Array:
     array = pa.array(values, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):  # big CSV reads come in chunks
+        array = array.combine_chunks()
     if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
     return array
@@ -176,6 +178,14 @@ def _to_tz(values: pd.Series, tz: ZoneInfo) -> pd.Series:
 
 def _code(values: pd.Series) -> pd.Series:
     """Trimmed text; empty → <NA> (a blank key is no key)."""
+    text = pa.array(values, from_pandas=True)
+    if len(values) == 0 or not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+        stripped = values.str.strip()
+        return stripped.where(stripped != "")
+    # Most keys are clean: keep the column as it is (no copy) unless some value needs trimming.
+    needs = pc.any(pc.match_substring_regex(text, r"^\s|\s$|^$")).as_py()
+    if not needs:
+        return values
     stripped = values.str.strip()
     return stripped.where(stripped != "")
 

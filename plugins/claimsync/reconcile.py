@@ -120,9 +120,12 @@ class ReconResult:
 
 
 def _unique_claims(sides: Sides) -> tuple[pd.DataFrame, pd.DataFrame]:
-    oa = sides.oa_claims.astype({"request_id": "Int64", "claim_code": "str"})
+    # only the columns the rules read: the rest (and *_src) are not copied
+    oa = sides.oa_claims.loc[:, [c for c in _NEEDED_COLUMNS if c in sides.oa_claims.columns]]
+    oa = oa.astype({"request_id": "Int64", "claim_code": "str"})
     oa = oa[oa["request_id"].notna()].drop_duplicates("request_id").reset_index(drop=True)
-    expense = sides.expense_claims.astype({"claim_code": "str", "oa_request_id": "Int64"})
+    expense = sides.expense_claims.loc[:, [c for c in _NEEDED_COLUMNS if c in sides.expense_claims.columns]]
+    expense = expense.astype({"claim_code": "str", "oa_request_id": "Int64"})
     expense = expense[expense["claim_code"].notna()].drop_duplicates("claim_code").reset_index(drop=True)
     return oa, expense
 
@@ -170,6 +173,8 @@ def _positions(keys: pd.Series, universe: pd.Series) -> np.ndarray:
 def _arrow(values: pd.Series) -> pa.Array:
     """Text keys as an Arrow ``string`` array (all-null or empty columns included)."""
     array = pa.array(values, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):  # big CSV reads come in chunks
+        array = array.combine_chunks()
     if not pa.types.is_string(array.type):
         array = array.cast(pa.string())
     return array
@@ -439,8 +444,6 @@ def _flags(size: int, positions: np.ndarray) -> np.ndarray:
 
 def _evaluate(sides: Sides, as_of: datetime, settings: Settings) -> _Evaluation:
     oa, expense = _unique_claims(sides)
-    oa = oa.loc[:, [c for c in _NEEDED_COLUMNS if c in oa.columns]]
-    expense = expense.loc[:, [c for c in _NEEDED_COLUMNS if c in expense.columns]]
     n_oa, n_expense = len(oa), len(expense)
     edges = _edges(oa, expense)
     dup_oa, dup_expense, request_hubs, claim_hubs = _duplicate_members(edges)
@@ -662,6 +665,7 @@ def _evaluate(sides: Sides, as_of: datetime, settings: Settings) -> _Evaluation:
         pair_oa=pair_oa,
         pair_expense=pair_expense,
         clean=clean,
+        repeated_only=scope is None or scope.bucket is None,
     )
     return _Evaluation(
         exceptions=exceptions.drop(columns="node"),
@@ -851,8 +855,12 @@ def _invoice_occurrences(
     pair_oa: np.ndarray,
     pair_expense: np.ndarray,
     clean: np.ndarray,
+    repeated_only: bool,
 ) -> pd.DataFrame:
     """One row per (invoice, unit) on the live records of the owned link groups.
+
+    ``repeated_only`` keeps only invoices already on two units here: enough when these
+    Sides hold everything (no other bucket can add a unit).
 
     A unit is a link group (an OA request and its linked claim count as one claim), named
     by its smallest request id, or its smallest claim code when it has no OA request. The
@@ -919,7 +927,7 @@ def _invoice_occurrences(
         names = pa.array(codes.reindex(label[claim_only]).to_numpy(), type=pa.string(), from_pandas=True)
         unit_code = pc.replace_with_mask(unit_code, pa.array(claim_only), names)
     table = table.append_column("unit_code", unit_code)
-    return _per_unit(table)
+    return _per_unit(table, repeated_only=repeated_only)
 
 
 _INVOICE_KEYS: Final = ("invoice_code", "invoice_number", "unit_request", "unit_code")
@@ -963,7 +971,11 @@ def _per_unit(occurrences: pa.Table | pd.DataFrame, *, repeated_only: bool = Fal
     number = _codes(table["invoice_number"])
     invoice, _ = pd.factorize(_codes(table["invoice_code"]) * (int(number.max()) + 1) + number)
     unit_request = table["unit_request"].to_numpy()
-    unit, _ = pd.factorize(np.where(unit_request != _NO_REQUEST, unit_request, -1 - _codes(table["unit_code"])))
+    claim_only = unit_request == _NO_REQUEST
+    if claim_only.any():  # a claim-only unit gets a negative number from its code
+        unit, _ = pd.factorize(np.where(claim_only, -1 - _codes(table["unit_code"]), unit_request))
+    else:
+        unit, _ = pd.factorize(unit_request)
     pair = invoice.astype(np.int64) * (int(unit.max()) + 1) + unit
     order = np.argsort(pair, kind="stable")
     sorted_pair = pair[order]
