@@ -179,7 +179,7 @@ def _to_tz(values: pd.Series, tz: ZoneInfo) -> pd.Series:
 def _code(values: pd.Series) -> pd.Series:
     """Trimmed text; empty → <NA> (a blank key is no key)."""
     text = pa.array(values, from_pandas=True)
-    if len(values) == 0 or not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+    if len(values) == 0 or (not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type)):
         stripped = values.str.strip()
         return stripped.where(stripped != "")
     # Most keys are clean: keep the column as it is (no copy) unless some value needs trimming.
