@@ -447,6 +447,8 @@ def running_airflow(
                         str(celery.concurrency),
                         "--queues",
                         celery.queue,
+                        "--pid",
+                        str(home / f"{name}.pid"),  # two workers share AIRFLOW_HOME: one pid file each
                         "--skip-serve-logs",
                     ],
                     # Two workers on one machine: each reports its own name as the task instances' hostname.
