@@ -643,6 +643,7 @@ def validate_sources(
     full_run: bool | None = None,
     gx_full_rows: int = GX_FULL_ROWS,
     gx: GxValidator | None = None,
+    suites: Iterable[str] | None = None,
 ) -> QualityOutcome:
     """Validate every canonical frame of ``sides`` once; quarantine bad rows; trip the breaker.
 
@@ -651,8 +652,13 @@ def validate_sources(
     what claimsync.sync_run says about ``run_id`` (a reconcile run counts as full). With
     ``state_engine`` the quarantine and the results are stored (also when the run stops).
     Raises RunStopped naming every failed check unless ``force``; then the outcome carries them.
+    ``suites`` limits the gate to the frames a run actually extracted (a claims sync leaves the
+    org frames empty: they are not validated, nor compared with earlier counts).
     """
     frames = frames_of(sides)
+    if suites is not None:
+        wanted = set(suites)
+        frames = {name: frame for name, frame in frames.items() if name in wanted}
     scope = run_scope(state_engine, run_id) if state_engine is not None else None
     is_full = full_run if full_run is not None else bool(scope and scope.full_run)
     bucket = _bucket_of(sides)
@@ -660,7 +666,7 @@ def validate_sources(
     result_key = {s: s if bucket is None else f"{s}@{bucket[0] + 1}/{bucket[1]}" for s in frames}
     if previous_counts is None:
         stored = (
-            previous_row_counts(state_engine, run_id, list(result_key.values()))
+            previous_row_counts(state_engine, run_id, list(result_key.values()), scope.flow if scope else None)
             if state_engine is not None and is_full
             else {}
         )

@@ -57,20 +57,26 @@ def run_scope(engine: Engine, run_id: str) -> RunScope | None:
     return RunScope(flow=row.flow, full_run=bool(row.full_run) or row.flow == "reconcile")
 
 
-def previous_row_counts(engine: Engine, run_id: str, suites: Sequence[str]) -> dict[str, int]:
-    """Rows per suite in the latest earlier full run whose gate did not stop it."""
+def previous_row_counts(engine: Engine, run_id: str, suites: Sequence[str], flow: str | None) -> dict[str, int]:
+    """Rows per suite in the latest earlier full run of the same flow whose gate did not stop it.
+
+    Only the same flow compares: a claim sync reads no employees, so an org run's counts say
+    nothing about it. (Results stored without a run row — direct API use — compare with any flow.)
+    """
     if not suites:
         return {}
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT DISTINCT ON (suite) suite, (statistics->>'rows')::bigint AS row_count"
-                " FROM claimsync.validation_result"
-                " WHERE suite = ANY(:suites) AND run_id <> :run_id"
-                "   AND statistics->>'full_run' = 'true' AND coalesce(statistics->>'gate', '') <> 'stopped'"
-                " ORDER BY suite, created_at DESC, id DESC"
+                "SELECT DISTINCT ON (v.suite) v.suite, (v.statistics->>'rows')::bigint AS row_count"
+                " FROM claimsync.validation_result v"
+                " LEFT JOIN claimsync.sync_run r ON r.run_id = v.run_id"
+                " WHERE v.suite = ANY(:suites) AND v.run_id <> :run_id"
+                "   AND (r.flow IS NULL OR CAST(:flow AS text) IS NULL OR r.flow = :flow)"
+                "   AND v.statistics->>'full_run' = 'true' AND coalesce(v.statistics->>'gate', '') <> 'stopped'"
+                " ORDER BY v.suite, v.created_at DESC, v.id DESC"
             ),
-            {"suites": list(suites), "run_id": run_id},
+            {"suites": list(suites), "run_id": run_id, "flow": flow},
         ).all()
     return {r.suite: int(r.row_count) for r in rows if r.row_count is not None}
 
