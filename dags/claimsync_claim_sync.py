@@ -16,7 +16,8 @@ Nothing moves backwards in its lifecycle and nothing a person changed after it w
 overwritten: that becomes a `write_conflict` exception in the ledger. Amount differences,
 duplicates and bypassed approvals are left to finance (the daily `claimsync_reconcile`).
 
-**Flow** — `extract.open_run` → `extract.extract_changes` → `plan.plan_writes` →
+**Flow** — `extract.open_run` → `extract.extract_changes` → `quality.validate_sources` →
+`plan.plan_writes` →
 `validate.check_delta` → `apply.apply_expense` → `apply.apply_oa` → `confirm.confirm_run`.
 The plan (every write with its before- and after-image) is stored in the state database
 under the run id `claimsync_claim_sync__<airflow run id>`; it is the audit of the run.
@@ -38,6 +39,10 @@ its downstream tasks; the systems end up as if it had run once:
   reaches back to the last confirmed position (the watermark), so no interval is skipped.
 - `extract_changes` re-reads the window and replaces the staged frames — until the run has
   a plan; after that it does nothing.
+- `validate_sources` (data-quality gate) re-validates the staged frames: the same rows stay in
+  quarantine (nothing duplicated) and the run's validation results are replaced. When the gate
+  stops the run (too many bad rows, a collapsed extraction) it fails without retries: fix the
+  data, or trigger a new run with `force=true` to quarantine the bad rows and sync the rest.
 - `plan_writes` plans once per run: a rerun keeps the stored plan. To plan again from the
   systems' current state, trigger a new run (later changes are picked up by the next run anyway).
 - `check_delta` re-checks the stored plan; a stopped run stays stopped — trigger a new run

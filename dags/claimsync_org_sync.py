@@ -14,7 +14,8 @@ Expense-only departments and staff are left alone. A value a person changed in e
 after it was read is not overwritten: it becomes a `write_conflict` exception. Cellphones
 are personal data: they are compared and written, never logged or shown unmasked.
 
-**Flow** — `extract.open_run` → `extract.extract_changes` → `plan.plan_writes` →
+**Flow** — `extract.open_run` → `extract.extract_changes` → `quality.validate_sources` →
+`plan.plan_writes` →
 `validate.check_delta` → `apply.apply_expense` → `confirm.confirm_run`. The plan (every
 write with its before- and after-image) is stored in the state database under the run id
 `claimsync_org_sync__<airflow run id>`; it is the audit of the run.
@@ -34,6 +35,8 @@ with `CLAIMSYNC_OA_CONN_ID` etc.), resolved inside the tasks only.
 - `open_run` reopens the same run: same window, same params; after failed runs the window
   reaches back to the watermark, so no interval is skipped.
 - `extract_changes` re-reads the window and replaces the staged frames, until the run has a plan.
+- `validate_sources` (data-quality gate) re-validates the staged frames (quarantine not duplicated);
+  a stopped run fails without retries: fix the data, or trigger a new run with `force=true`.
 - `plan_writes` plans once per run; a rerun keeps the stored plan (trigger a new run to plan again).
 - `check_delta` re-checks the stored plan; a stopped run stays stopped (new run with `force=true`).
 - `apply_expense` applies only unconfirmed batches and recognises a batch that was written

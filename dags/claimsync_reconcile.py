@@ -6,7 +6,8 @@ with the expense system (合思 style) as of the end of the run's data interval,
 what disagrees in claimsync's exception ledger (state database) and publishes the
 finance report (`report.html`, `report.xlsx`, `exceptions.csv`) for the run.
 
-**Flow** — `prepare.open_run` → `reconcile.list_buckets` → `reconcile.reconcile_bucket`
+**Flow** — `prepare.open_run` → `validate.validate_sources` (the data-quality gate) →
+`reconcile.list_buckets` → `reconcile.reconcile_bucket`
 (one mapped task per hash bucket of the business key) → `publish.record_ledger` (merge
 the buckets, cross-bucket rules, exception ledger) → `publish.close_run` (the run
 succeeded; alert on new critical exceptions) → `publish.render_report`.
@@ -20,6 +21,8 @@ succeeded; alert on new critical exceptions) → `publish.render_report`.
   `false` reconciles only records changed in the data interval and resolves nothing.
 - `buckets` (default `1`) — split the reconciliation into N hash buckets of the business
   key, one mapped task each, so the work spreads over workers.
+- `force` (default `false`) — continue past the data-quality gate's circuit breaker: bad
+  rows are still quarantined and left out, the rest is reconciled.
 
 **Connections** — `claimsync_oa`, `claimsync_expense`, `claimsync_state` (override the
 ids with `CLAIMSYNC_OA_CONN_ID` etc.). They are resolved inside the tasks, never while
@@ -31,8 +34,13 @@ the claimsync UI.
 alone or with its downstream:
 - `open_run` re-opens the run's row (same run id, nothing duplicated) and drops partial
   results left by an earlier attempt with a different bucket count;
+- `validate_sources` re-reads both systems and validates them again: rows still bad stay
+  in quarantine (no duplicates), fixed rows are released, the run's validation results are
+  replaced. A stopped run (data-quality gate) fails this task without retries: fix the data,
+  or trigger the run again with `force=true`;
 - `list_buckets` returns the same bucket list again (the count comes from `open_run`);
-- `reconcile_bucket` re-reads both systems and replaces its bucket's partial result;
+- `reconcile_bucket` re-reads both systems, leaves out what `validate_sources` quarantined
+  for the run, and replaces its bucket's partial result;
 - `record_ledger` re-merges the partials and rewrites this run's ledger entries: counts,
   first/last seen and events are not duplicated; exceptions a person acknowledged or
   wrote off keep their status;
@@ -85,6 +93,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
         ),
         "full": Param(True, type="boolean", description="full reconciliation (resolves what is gone)"),
         "buckets": Param(1, type="integer", minimum=1, maximum=64, description="hash buckets, one task each"),
+        "force": Param(False, type="boolean", description="continue past the data-quality gate's circuit breaker"),
     },
 )
 def claimsync_reconcile() -> None:
@@ -121,7 +130,11 @@ def claimsync_reconcile() -> None:
 
             get_current_context()["bucket_label"] = f"bucket {bucket + 1}/{buckets}"  # type: ignore[typeddict-unknown-key]
 
-            return reconcile_one(claimsync_settings(), recon_run_id, bucket=bucket, buckets=buckets).to_dict()
+            from claimsync.quality_gates import quarantine_gate
+
+            settings = claimsync_settings()
+            gate = quarantine_gate(settings)  # leaves out what validate_sources quarantined for this run
+            return reconcile_one(settings, recon_run_id, bucket=bucket, buckets=buckets, gate=gate).to_dict()
 
         @task
         def list_buckets(buckets: int) -> list[int]:
@@ -163,8 +176,27 @@ def claimsync_reconcile() -> None:
         recorded = record_ledger(run["run_id"], partials)
         render_report(run["run_id"], close_run(run["run_id"], recorded))
 
+    @task_group(group_id="validate")
+    def validate(run: Any) -> Any:
+        @task(multiple_outputs=True)
+        def validate_sources(recon_run_id: str, buckets: int, **context: Any) -> dict[str, Any]:
+            """Data-quality gate: validate both systems' records, quarantine bad rows, or stop the run."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from claimsync.errors import RunStopped
+            from claimsync.quality_gates import validate_reconcile_run
+
+            force = bool(context["params"].get("force"))
+            try:
+                checked = validate_reconcile_run(claimsync_settings(), recon_run_id, force=force)
+            except RunStopped as stopped:
+                raise AirflowFailException(str(stopped)) from None  # retrying cannot fix the data
+            return {**checked, "buckets": buckets}
+
+        return validate_sources(run["run_id"], run["buckets"])
+
     run = prepare()
-    publish(run, reconcile(run))
+    publish(run, reconcile(validate(run)))
 
 
 claimsync_reconcile()

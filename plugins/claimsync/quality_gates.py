@@ -56,6 +56,20 @@ def _full(run: RunInfo) -> bool:
     return run.full_run or run.flow == "reconcile"
 
 
+# What each flow extracts (claimsync.sync.PARTS); a frame of a part not extracted is empty, not broken.
+_PART_SUITES: Mapping[str, tuple[str, ...]] = {
+    "claims": ("oa_claims", "oa_lines", "expense_claims", "expense_lines", "expense_payments"),
+    "org": ("oa_employees", "oa_departments", "expense_employees", "expense_departments"),
+}
+_FLOW_PARTS: Mapping[str, tuple[str, ...]] = {"claims": ("claims",), "org": ("org",)}
+
+
+def suites_of(run: RunInfo) -> tuple[str, ...]:
+    """The frames ``run``'s flow extracts (all of them for 'all' and 'reconcile')."""
+    parts = _FLOW_PARTS.get(run.flow, ("claims", "org"))
+    return tuple(s for part in parts for s in _PART_SUITES[part])
+
+
 def source_gate(settings: Settings, *, state_engine: Engine | None = None) -> SourceGate:
     """Validate the sides at the seam; quarantine and store; RunStopped unless the run is forced."""
 
@@ -69,6 +83,7 @@ def source_gate(settings: Settings, *, state_engine: Engine | None = None) -> So
                 state_engine=state,
                 force=run.forced,
                 full_run=_full(run),
+                suites=suites_of(run),
             )
         return outcome.sides  # type: ignore[no-any-return]
 
@@ -221,6 +236,7 @@ def _gate_step(state: Engine, run: RunInfo, sides: Any, settings: Settings) -> d
             state_engine=state,
             force=run.forced,
             full_run=_full(run),
+            suites=suites_of(run),
         )
     except RunStopped as stopped:
         finish_run(state, run.run_id, "stopped", error=_one_line(stopped))

@@ -117,7 +117,7 @@ def test_every_dag_follows_the_dag_policy(parsed: dict[str, Any]) -> None:
 
 def test_the_reconcile_dag_has_its_params_and_task_groups(parsed: dict[str, Any]) -> None:
     dag = parsed["dags"]["claimsync_reconcile"]
-    assert dag["params"] == ["as_of", "buckets", "full"]
+    assert dag["params"] == ["as_of", "buckets", "force", "full"]
     assert sorted(dag["retries"]) == [
         "prepare.open_run",
         "publish.close_run",
@@ -125,6 +125,7 @@ def test_the_reconcile_dag_has_its_params_and_task_groups(parsed: dict[str, Any]
         "publish.render_report",
         "reconcile.list_buckets",
         "reconcile.reconcile_bucket",
+        "validate.validate_sources",
     ]
     for word in ("as_of", "full", "buckets", "Rerunning", "claimsync_oa", "claimsync_state"):
         assert word in dag["doc_md"]
