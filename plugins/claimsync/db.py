@@ -57,6 +57,11 @@ def check_reachable(engine: Engine, what: str) -> None:
         raise ConfigError(f"cannot connect to the {what} database at {safe_url(engine.url)}: {reason}") from None
 
 
+def database_errors(engine: Engine) -> tuple[type[Exception], ...]:
+    """What a statement on ``engine`` raises: SQLAlchemy's DBAPIError, or the driver's own Error (raw cursors)."""
+    return (DBAPIError, engine.dialect.loaded_dbapi.Error)
+
+
 def quote_ident(conn: Connection, name: str) -> str:
     """Quote one identifier the way the connected dialect does."""
     return conn.dialect.identifier_preparer.quote_identifier(name)

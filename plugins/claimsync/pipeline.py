@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from claimsync.config import Settings
-from claimsync.db import check_reachable, create_engine
+from claimsync.db import check_reachable, create_engine, database_errors
 from claimsync.errors import ClaimsyncError, ConfigError
 from claimsync.ledger import LedgerSummary, attach_snapshots, claim_snapshots, record_reconciliation
 from claimsync.masking import mask_text
@@ -141,9 +141,21 @@ def one_line(error: BaseException) -> str:
 
 @contextmanager
 def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
-    """Mark the run failed (with the error in one line) if the block raises; re-raise."""
+    """Mark the run failed (with the error in one line) if the block raises; re-raise.
+
+    A database error leaves as a ClaimsyncError of that masked line, the original not chained:
+    PostgreSQL's DETAIL and SQLAlchemy's [SQL]/[parameters] echo row values, and the task log
+    would print them.
+    """
     try:
         yield
+    except database_errors(state) as exc:
+        refused = ClaimsyncError(f"a database refused a statement: {one_line(exc)}")
+        try:
+            finish_run(state, run_id, "failed", error=str(refused))
+        except Exception as unmarked:
+            raise ClaimsyncError(f"{refused} (the run could not be marked failed: {one_line(unmarked)})") from None
+        raise refused from None
     except BaseException as exc:
         try:
             finish_run(state, run_id, "failed", error=one_line(exc))
@@ -538,7 +550,7 @@ def reconcile_command(args: Any, settings: Settings) -> int:
         if args.as_of
         else datetime.now(settings.tz).replace(microsecond=0)
     )
-    _check_buckets(args.buckets)
+    buckets = _check_buckets(settings.buckets if args.buckets is None else args.buckets)
     settings.require_urls("oa", "expense", "state")
     out_dir: Path = args.out or Path.cwd() / f"claimsync-report-{as_of:%Y-%m-%d}"
     try:
@@ -555,7 +567,7 @@ def reconcile_command(args: Any, settings: Settings) -> int:
             as_of=as_of,
             triggered_by=f"cli:{user}@{socket.gethostname()}",
             out_dir=out_dir,
-            buckets=args.buckets,
+            buckets=buckets,
         )
     except (DBAPIError, psycopg2.Error) as exc:  # a source or the state DB refused a statement
         original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -575,7 +587,7 @@ def summary_lines(outcome: ReconOutcome) -> list[str]:
     lines = [
         f"reconciled as of {outcome.as_of.isoformat()}  (run {outcome.run_id})",
         f"match rate {rate}; {outcome.exception_count} exceptions "
-        f"({ledger.new} new, {ledger.reopened} reopened, {ledger.auto_resolved} resolved since the last full run)",
+        f"({ledger.new} new, {ledger.reopened} reopened, {ledger.auto_resolved} resolved)",
     ]
     for code, count in sorted(outcome.counts.items(), key=lambda item: (-item[1], item[0])):
         if count:

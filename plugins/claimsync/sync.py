@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from claimsync.config import Settings, parse_time
-from claimsync.db import check_reachable, create_engine, qualified, quote_ident, raw_cursor
+from claimsync.db import check_reachable, create_engine, database_errors, qualified, quote_ident, raw_cursor
 from claimsync.errors import ClaimsyncError, ConfigError, RunStopped
 from claimsync.masking import mask_record, mask_text
 from claimsync.migrations import migrate
@@ -182,9 +182,21 @@ def _one_line(error: BaseException) -> str:
 
 @contextmanager
 def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
-    """A step that raises marks the run stopped (RunStopped) or failed, with the error in one line."""
+    """A step that raises marks the run stopped (RunStopped) or failed, with the error in one line.
+
+    A database error leaves as a ClaimsyncError of that masked line, the original not chained:
+    PostgreSQL's DETAIL and SQLAlchemy's [SQL]/[parameters] echo row values (a rejected row is
+    quoted whole, cellphone included), and the task log would print them.
+    """
     try:
         yield
+    except database_errors(state) as exc:
+        refused = ClaimsyncError(f"a database refused a statement: {_one_line(exc)}")
+        try:
+            finish_run(state, run_id, "failed", error=str(refused))
+        except Exception as unmarked:
+            raise ClaimsyncError(f"{refused} (the run could not be marked failed: {_one_line(unmarked)})") from None
+        raise refused from None
     except BaseException as exc:
         finish_run(state, run_id, "stopped" if isinstance(exc, RunStopped) else "failed", error=_one_line(exc))
         raise
