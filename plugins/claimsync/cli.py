@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", type=Path, default=None, help="report folder (default ./claimsync-report-<date>)"
     )
     reconcile.add_argument(
-        "--buckets", type=int, default=1, metavar="N", help="reconcile in N hash buckets, less memory each (default 1)"
+        "--buckets",
+        type=int,
+        default=None,
+        metavar="N",
+        help="reconcile in N hash buckets, less memory each (default $CLAIMSYNC_BUCKETS, else 1)",
     )
     _add_url_options(reconcile, "oa", "expense", "state")
     reconcile.set_defaults(handler=commands.reconcile)
