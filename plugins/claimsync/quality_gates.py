@@ -198,10 +198,10 @@ def apply_quarantine(sides: Any, quarantined: Mapping[tuple[str, str], set[str]]
         drop = keyless.to_numpy(dtype=bool)
         keys_here = quarantined.get(SOURCE_SUITES[suite], set())
         if keys_here:
-            drop |= record_keys(suite, frame).isin(keys_here).to_numpy(dtype=bool, na_value=False)
+            drop = drop | record_keys(suite, frame).isin(keys_here).to_numpy(dtype=bool, na_value=False)
         parents = _claim_keys(suite, frame)
         if parents is not None and claim_keys:
-            drop |= parents.isin(claim_keys).to_numpy(dtype=bool, na_value=False)
+            drop = drop | parents.isin(claim_keys).to_numpy(dtype=bool, na_value=False)
         if drop.any():
             clean[suite] = frame.loc[~drop].reset_index(drop=True)
     return with_frames(sides, clean) if clean else sides
