@@ -103,14 +103,22 @@ def test_reconcile_writes_the_report_and_exits_0_with_exceptions(
 
 
 def test_buckets_give_the_same_report(
-    demo: tuple[Databases, Any], new_state: Callable[[], str], tmp_path: Path
+    demo: tuple[Databases, Any], new_state: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dbs, _ = demo
     as_of = ["--as-of", AS_OF.isoformat()]
     assert main(["reconcile", *as_of, "--out", str(tmp_path / "one"), *urls(dbs, new_state())]) == 0
-    assert main(["reconcile", *as_of, "--buckets", "3", "--out", str(tmp_path / "three"), *urls(dbs, new_state())]) == 0
+    monkeypatch.setenv("CLAIMSYNC_BUCKETS", "3")  # the default of --buckets
+    state = new_state()
+    assert main(["reconcile", *as_of, "--out", str(tmp_path / "three"), *urls(dbs, state)]) == 0
     one = (tmp_path / "one" / "exceptions.csv").read_bytes()
     assert (tmp_path / "three" / "exceptions.csv").read_bytes() == one
+    engine = sa.create_engine(state)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT buckets FROM claimsync.recon_run_stats")).scalar() == 3
+    finally:
+        engine.dispose()
 
 
 def test_the_default_folder_is_named_after_the_date(
