@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="reconcile in N hash buckets, less memory each (default $CLAIMSYNC_BUCKETS, else 1)",
     )
+    reconcile.add_argument(
+        "--force", action="store_true", help="continue past the data-quality gate (bad rows stay quarantined)"
+    )
     _add_url_options(reconcile, "oa", "expense", "state")
     reconcile.set_defaults(handler=commands.reconcile)
 

@@ -562,12 +562,15 @@ def reconcile_command(args: Any, settings: Settings) -> int:
     except (KeyError, OSError):
         user = "unknown"
     try:
+        from claimsync.quality_gates import source_gate
+
         outcome = run_reconciliation(
             settings,
             as_of=as_of,
             triggered_by=f"cli:{user}@{socket.gethostname()}",
             out_dir=out_dir,
             buckets=buckets,
+            gate=source_gate(settings, force=bool(getattr(args, "force", False))),  # the data-quality gate
         )
     except (DBAPIError, psycopg2.Error) as exc:  # a source or the state DB refused a statement
         original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc

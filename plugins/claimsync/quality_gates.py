@@ -70,8 +70,8 @@ def suites_of(run: RunInfo) -> tuple[str, ...]:
     return tuple(s for part in parts for s in _PART_SUITES[part])
 
 
-def source_gate(settings: Settings, *, state_engine: Engine | None = None) -> SourceGate:
-    """Validate the sides at the seam; quarantine and store; RunStopped unless the run is forced."""
+def source_gate(settings: Settings, *, state_engine: Engine | None = None, force: bool = False) -> SourceGate:
+    """Validate the sides at the seam; quarantine and store; RunStopped unless the run (or ``force``) forces it."""
 
     def gate(sides: Sides, run: RunInfo) -> Sides:
         with _state(settings, state_engine) as state:
@@ -81,7 +81,7 @@ def source_gate(settings: Settings, *, state_engine: Engine | None = None) -> So
                 as_of=run.as_of,
                 run_id=run.run_id,
                 state_engine=state,
-                force=run.forced,
+                force=run.forced or force,
                 full_run=_full(run),
                 suites=suites_of(run),
             )
