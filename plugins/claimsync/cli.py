@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--until", metavar="T", help="end of the window (default: now)")
     sync.add_argument("--full", action="store_true", help="read everything, not a window")
     sync.add_argument("--dry-run", action="store_true", help="print and store the plan; write nothing")
-    sync.add_argument("--force", action="store_true", help="apply a plan the circuit breaker would stop")
+    sync.add_argument(
+        "--force", action="store_true", help="apply a plan the circuit breaker or the data-quality gate would stop"
+    )
     sync.add_argument("--wait", action="store_true", help="wait for another copy of the flow instead of exiting")
     _add_url_options(sync, "oa", "expense", "state")
     sync.set_defaults(handler=commands.sync)
