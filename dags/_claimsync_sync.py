@@ -11,7 +11,8 @@ the engine, pandas or SQLAlchemy or touches a connection outside a task body.
 
 Each task calls one step of claimsync.sync with the run's id; the extracted frames and the
 plan live in the state DB under that id, so a task reads what the previous one stored and
-XCom carries only small summaries.
+XCom carries only small summaries. The id also follows from the task's context, so a task
+cleared without its upstream XComs still finds its run.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
                 }
 
             @task(multiple_outputs=True)
-            def extract_changes(sync_run_id: str) -> dict[str, Any]:
+            def extract_changes(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Read both systems' records changed in the window and stage them under the run id."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import extract_stage
 
                 return extract_stage(claimsync_settings(), sync_run_id)
@@ -127,8 +129,9 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
         @task_group(group_id="plan")
         def plan(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def plan_writes(sync_run_id: str) -> dict[str, Any]:
+            def plan_writes(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Plan every write with its before- and after-image and store the plan in the state DB."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import plan_stage
 
                 return plan_stage(claimsync_settings(), sync_run_id)
@@ -138,8 +141,9 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
         @task_group(group_id="validate")
         def validate(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def check_delta(sync_run_id: str) -> dict[str, Any]:
+            def check_delta(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Circuit breaker: stop a plan that touches too much of a target table (unless force)."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import check_stage
 
                 return check_stage(claimsync_settings(), sync_run_id)
@@ -149,15 +153,17 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
         @task_group(group_id="apply")
         def apply(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def apply_expense(sync_run_id: str) -> dict[str, Any]:
+            def apply_expense(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Compare-and-set the expense writes batch by batch; recover unconfirmed batches."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import apply_stage
 
                 return apply_stage(claimsync_settings(), sync_run_id, "expense")
 
             @task(multiple_outputs=True)
-            def apply_oa(sync_run_id: str) -> dict[str, Any]:
+            def apply_oa(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Compare-and-set the OA writes batch by batch; recover unconfirmed batches."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import apply_stage
 
                 return apply_stage(claimsync_settings(), sync_run_id, "oa")
@@ -170,8 +176,9 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
         @task_group(group_id="confirm")
         def confirm(run_id: Any) -> Any:
             @task(multiple_outputs=True)
-            def confirm_run(sync_run_id: str) -> dict[str, Any]:
+            def confirm_run(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Check every batch is confirmed, advance the watermark, finish the run."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
                 from claimsync.sync import confirm_stage
 
                 return confirm_stage(claimsync_settings(), sync_run_id)

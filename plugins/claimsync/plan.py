@@ -127,12 +127,6 @@ def _differs(a: pd.Series, b: pd.Series) -> pd.Series:
     return ~(equal | both_null)
 
 
-def _local_date(value: datetime | None, settings: Settings) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(settings.tz).date().isoformat()
-
-
 def _iso_date(value: Any) -> str | None:
     value = _py(value)
     if value is None:
@@ -398,6 +392,8 @@ def _new_claims(
 
 def _paired(sides: Sides, links: _Links) -> pd.DataFrame:
     """One row per linked pair: OA columns as is, expense columns prefixed ``ex_``."""
+    import pandas as pd
+
     oa = sides.oa_claims.drop_duplicates("request_id")
     oa = oa.loc[:, ["request_id", "state", "claim_code", "fkzt", "fkrq", "pzh", "approved_at", "changed_at"]]
     oa = oa.rename(columns={"claim_code": "bxdh"}).astype({"request_id": "int64"})
@@ -407,13 +403,11 @@ def _paired(sides: Sides, links: _Links) -> pd.DataFrame:
     pairs = links.pairs.merge(oa, on="request_id", how="inner").merge(ex, on="claim_code", how="inner")
     payments = sides.expense_payments
     failed = set(payments.loc[payments["status"] == "FAILURE", "claim_code"].dropna().tolist())
-    paid_at = (
-        payments.loc[payments["status"] == "SUCCESS"].groupby("claim_code")["finished_at"].max()
-        if len(payments)
-        else None
-    )
+    succeeded = payments.loc[payments["status"] == "SUCCESS"].dropna(subset=["claim_code", "finished_at"])
+    paid_at = succeeded.groupby("claim_code")["finished_at"].max().to_dict() if len(succeeded) else {}
     pairs["ex_payment_failed"] = pairs["claim_code"].isin(list(failed))
-    pairs["ex_paid_at"] = pairs["claim_code"].map(paid_at) if paid_at is not None else None
+    paid = [paid_at.get(code) for code in pairs["claim_code"].tolist()]
+    pairs["ex_paid_at"] = pd.Series(paid, index=pairs.index, dtype="object")
     return pairs
 
 
@@ -449,8 +443,30 @@ def _approval_writes(pairs: pd.DataFrame) -> list[PlannedWrite]:
     return writes
 
 
+def _text(values: pd.Series) -> pd.Series:
+    """Text as claimsync reads OA text: surrounding blanks dropped, empty = null (vectorised)."""
+    stripped = values.astype("str").str.strip()
+    return stripped.where(stripped != "")
+
+
+def _local_dates(values: pd.Series, settings: Settings) -> pd.Series:
+    """Instants → 'YYYY-MM-DD' in settings.timezone (null stays null)."""
+    import pandas as pd
+
+    instants = pd.to_datetime(values, utc=True)
+    return instants.dt.tz_convert(settings.tz).dt.strftime("%Y-%m-%d").astype("str")
+
+
 def _oa_writes(pairs: pd.DataFrame, settings: Settings) -> list[PlannedWrite]:
-    """Payment status/date/voucher (expense → OA) and a missing bxdh, one write per OA request."""
+    """Payment status/date/voucher (expense → OA) and a missing bxdh, one write per OA request.
+
+    Vectorised: the desired value of each field is computed for every pair at once; only the
+    pairs with something to change become PlannedWrites.
+    """
+    import pandas as pd
+
+    if pairs.empty:
+        return []
     oa_rank = pairs["state"].map(_RANK)
     ex_rank = pairs["ex_state"].map(_RANK)
     in_payment = (
@@ -458,43 +474,45 @@ def _oa_writes(pairs: pd.DataFrame, settings: Settings) -> list[PlannedWrite]:
         & pairs["ex_state"].isin(["approved", "paying", "paid"]).fillna(False).astype(bool)
         & (ex_rank >= oa_rank).fillna(False).astype(bool)
     )
-    candidates = pairs[in_payment | pairs["bxdh"].isna()]
+    current = {
+        "bxdh": _text(pairs["bxdh"]),
+        "fkzt": _text(pairs["fkzt"]),
+        "fkrq": pd.Series([_iso_date(v) for v in pairs["fkrq"].tolist()], index=pairs.index, dtype="str"),
+        "pzh": _text(pairs["pzh"]),
+    }
+    ex_state = pairs["ex_state"].astype("str")
+    fkzt_to = ex_state.map(_FKZT_FOR).astype("str")
+    failed = (
+        (ex_state == ClaimState.APPROVED.value)
+        & pairs["ex_payment_failed"].fillna(False).astype(bool)
+        & current["fkzt"].isna()
+    )
+    fkzt_to = fkzt_to.mask(failed.to_numpy(), FKZT_FAILED)
+    paid = ex_state == ClaimState.PAID.value
+    paid_on = _local_dates(pairs["ex_pay_time"].where(pairs["ex_pay_time"].notna(), pairs["ex_paid_at"]), settings)
+    desired = {
+        "bxdh": pairs["claim_code"].astype("str").where(current["bxdh"].isna()),
+        "fkzt": fkzt_to.where(in_payment),
+        "fkrq": paid_on.where(in_payment & paid),
+        "pzh": _text(pairs["ex_voucher_no"]).where(in_payment),
+    }
+    changes = {name: (desired[name].notna() & _differs(desired[name], current[name])).to_numpy() for name in desired}
+    any_change = changes["bxdh"] | changes["fkzt"] | changes["fkrq"] | changes["pzh"]
+    rows = pairs.loc[any_change]
+    picked = {name: mask[any_change] for name, mask in changes.items()}
+    values = {name: (_column(desired[name].loc[any_change].to_frame("v"), "v"),
+                     _column(current[name].loc[any_change].to_frame("v"), "v")) for name in desired}  # fmt: skip
     writes = []
-    for row in zip(
-        _column(candidates, "request_id"), _column(candidates, "claim_code"), _column(candidates, "bxdh"),
-        _column(candidates, "state"), _column(candidates, "fkzt"), _column(candidates, "fkrq"),
-        _column(candidates, "pzh"), _column(candidates, "ex_state"), _column(candidates, "ex_pay_time"),
-        _column(candidates, "ex_paid_at"), _column(candidates, "ex_voucher_no"),
-        _column(candidates, "ex_payment_failed"), in_payment.loc[candidates.index].tolist(), strict=True,
-    ):  # fmt: skip
-        rid, code, bxdh, _, fkzt, fkrq, pzh, ex_state, pay_time, paid_at, voucher, failed, paying_now = row
-        current = {"bxdh": _blank_none(bxdh), "fkzt": _blank_none(fkzt), "fkrq": _iso_date(fkrq),
-                   "pzh": _blank_none(pzh)}  # fmt: skip
-        desired: dict[str, Any] = {}
-        if current["bxdh"] is None:
-            desired["bxdh"] = code
-        if paying_now:
-            fkzt_to = _FKZT_FOR.get(str(ex_state))
-            if fkzt_to is None and ex_state == ClaimState.APPROVED.value and failed and current["fkzt"] is None:
-                fkzt_to = FKZT_FAILED
-            if fkzt_to is not None:
-                desired["fkzt"] = fkzt_to
-            if ex_state == ClaimState.PAID.value:
-                pay_date = _local_date(pay_time or paid_at, settings)
-                if pay_date is not None:
-                    desired["fkrq"] = pay_date
-            voucher = _blank_none(voucher)
-            if voucher is not None:
-                desired["pzh"] = voucher
-        changes = {k: v for k, v in desired.items() if v != current[k]}
-        if not changes:
-            continue
-        what = ", ".join(f"{k} {v}" for k, v in sorted(changes.items()))
+    for i, (rid, code, state) in enumerate(
+        zip(_column(rows, "request_id"), _column(rows, "claim_code"), _column(rows, "ex_state"), strict=True)
+    ):
+        after = {name: values[name][0][i] for name in desired if picked[name][i]}
+        before = {name: values[name][1][i] for name in after}
+        what = ", ".join(f"{k} {v}" for k, v in sorted(after.items()))
         writes.append(
             PlannedWrite(
-                "oa", settings.mapping.oa_form_table, "update", str(rid),
-                {k: current[k] for k in changes}, changes,
-                f"expense claim {code} ({ex_state}): {what}",
+                "oa", settings.mapping.oa_form_table, "update", str(rid), before, after,
+                f"expense claim {code} ({state}): {what}",
             )
         )  # fmt: skip
     return writes

@@ -38,8 +38,10 @@ it; it is masked wherever an image is shown.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -263,24 +265,35 @@ def _spec_for(specs: Mapping[tuple[str, str], TableSpec], target: str, table: st
 def validate_writes(writes: Sequence[PlannedWrite], mapping: SourceMapping) -> None:
     """Refuse a plan that names an unknown table or field, or writes a field the table does not allow."""
     specs = table_specs(mapping)
+    # Per table: fields an image may name, fields an insert may add (its lines), fields no update may set.
+    rules = {
+        key: (
+            spec.names,
+            spec.names | ({"lines"} if spec.lines is not None else set()),
+            frozenset(f.name for f in spec.fields if f.insert_only or not f.writable),
+        )
+        for key, spec in specs.items()
+    }
     seen: set[tuple[str, str, str]] = set()
     for w in writes:
-        spec = _spec_for(specs, w.target, w.table)
+        if (w.target, w.table) not in rules:
+            _spec_for(specs, w.target, w.table)  # raises: an unknown table
+        names, allowed, fixed_names = rules[(w.target, w.table)]
         identity = (w.target, w.table, w.record_key)
         if identity in seen:
             raise ClaimsyncError(f"the plan writes {w.business_key} twice")
         seen.add(identity)
-        allowed = spec.names | ({"lines"} if spec.lines is not None else set())
-        unknown = set(w.after) - allowed | set(w.before or {}) - spec.names
-        if unknown:
+        after = w.after.keys()
+        if not after <= allowed or (w.before is not None and not w.before.keys() <= names):
+            unknown = set(after) - allowed | set(w.before or {}) - names
             raise ClaimsyncError(f"{w.business_key}: unknown fields {sorted(unknown)}")
         if w.operation == "insert":
-            if not spec.insertable or w.before is not None:
+            if not specs[(w.target, w.table)].insertable or w.before is not None:
                 raise ClaimsyncError(f"{w.business_key}: claimsync does not insert into {w.table}")
         else:
-            if w.before is None or set(w.before) != set(w.after):
+            if w.before is None or w.before.keys() != after:
                 raise ClaimsyncError(f"{w.business_key}: an update needs a before-image of exactly its fields")
-            fixed = [n for n in w.after if spec.field(n).insert_only or not spec.field(n).writable]
+            fixed = sorted(after & fixed_names)
             if fixed:
                 raise ClaimsyncError(f"{w.business_key}: fields {fixed} are set only when the row is created")
 
@@ -378,12 +391,14 @@ class _Sql:
         compared = list(spec.fields)
         present = f"t.{self.q(spec.key)} IS NOT NULL"
         at_before = f"NOT ({present})" if op == "insert" else f"{present} AND {self.matches('b', compared)}"
+        # Usually every row applied: find the rest first, and look only those up on the target.
         return (
-            f"SELECT s.pw_id, {present} AS present, {present} AND {self.matches('a', compared)} AS at_after,"
+            f", rest AS MATERIALIZED (SELECT s.* FROM pg_temp.cs_write s WHERE s.op = '{op}'"
+            f" AND NOT EXISTS (SELECT 1 FROM done d WHERE d.pw_id = s.pw_id))"
+            f" SELECT s.pw_id, {present} AS present, {present} AND {self.matches('a', compared)} AS at_after,"
             f" {at_before} AS at_before, {self.resolvable('a', compared)} AS resolvable,"
             f" CASE WHEN {present} THEN {self.found()} END AS found, {self.cursor_out()} AS cursor"
-            f" FROM pg_temp.cs_write s LEFT JOIN {self.tbl} t ON {self.key_match()}"
-            f" WHERE s.op = '{op}' AND NOT EXISTS (SELECT 1 FROM done d WHERE d.pw_id = s.pw_id)"
+            f" FROM rest s LEFT JOIN {self.tbl} t ON {self.key_match()}"
         )
 
     def _log(self) -> str:
@@ -410,7 +425,7 @@ class _Sql:
             f"WITH done AS (UPDATE {self.tbl} AS t SET {', '.join(sets)}"
             f" FROM pg_temp.cs_write s WHERE s.op = 'update' AND {self.key_match()}"
             f" AND {self.matches('b', spec.fields)} AND {self.resolvable('a', spec.fields)}"
-            f" RETURNING s.pw_id, {row_id} AS row_id, s.note){self._log()} " + self._classify("update")
+            f" RETURNING s.pw_id, {row_id} AS row_id, s.note){self._log()}" + self._classify("update")
         )
 
     def insert(self) -> str:
@@ -440,18 +455,11 @@ class _Sql:
             f" ON CONFLICT DO NOTHING RETURNING t.{key} AS k, t.{self.q('id')} AS row_id),"
             f" done AS (SELECT s.pw_id, ins.row_id, s.a, s.note FROM ins"
             f" JOIN pg_temp.cs_write s ON s.op = 'insert' AND s.k = CAST(ins.k AS text))"
-            f"{lines}{self._log()} " + self._classify("insert")
+            f"{lines}{self._log()}" + self._classify("insert")
         )
 
 
 # --- plan --------------------------------------------------------------------------------
-
-
-def _csv_field(value: str | int | None) -> str:
-    if value is None:
-        return ""
-    text = str(value)
-    return '"' + text.replace('"', '""') + '"'
 
 
 def store_plan(
@@ -473,26 +481,14 @@ def store_plan(
     validate_writes(writes, mapping or SourceMapping())
     counters: Counter[tuple[str, str]] = Counter()
     buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # None → an unquoted empty field → NULL
     for w in writes:
         n = counters[(w.target, w.table)]
         counters[(w.target, w.table)] += 1
-        buffer.write(
-            ",".join(
-                (
-                    _csv_field(run_id),
-                    _csv_field(w.target),
-                    _csv_field(w.table),
-                    _csv_field(w.operation),
-                    _csv_field(w.record_key),
-                    _csv_field(n // batch_size),
-                    _csv_field(image_json(w.before)),
-                    _csv_field(image_json(w.after)),
-                    _csv_field(w.note),
-                    _csv_field(w.depends_on),
-                )
-            )
-            + "\n"
-        )
+        writer.writerow(
+            (run_id, w.target, w.table, w.operation, w.record_key, n // batch_size, image_json(w.before),
+             image_json(w.after), w.note, w.depends_on)
+        )  # fmt: skip
     data = io.BytesIO(buffer.getvalue().encode("utf-8"))
     with state_engine.begin() as conn:
         conn.execute(sa.text("SELECT 1 FROM claimsync.sync_run WHERE run_id = :r FOR UPDATE"), {"r": run_id})
@@ -507,7 +503,7 @@ def store_plan(
         with raw_cursor(conn) as cursor:
             cursor.copy_expert(
                 "COPY claimsync.planned_write (run_id, target, table_name, operation, record_key, batch_no,"
-                " before_image, after_image, note, depends_on) FROM STDIN WITH (FORMAT csv)",
+                " before_image, after_image, note, depends_on) FROM STDIN WITH (FORMAT csv, FORCE_NOT_NULL (note))",
                 data,
             )
         conn.execute(
@@ -601,6 +597,8 @@ class ApplySummary:
     conflicts: int = 0
     deferred: int = 0
     conflict_keys: list[str] = field(default_factory=list)
+    target_seconds: float = 0.0  # inside the target transactions (COPY in, compare-and-set, commit)
+    state_seconds: float = 0.0  # reading the batches from and confirming them in the state DB
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -610,6 +608,8 @@ class ApplySummary:
             "recovered": self.recovered,
             "conflicts": self.conflicts,
             "deferred": self.deferred,
+            "target_seconds": round(self.target_seconds, 3),
+            "state_seconds": round(self.state_seconds, 3),
         }
 
 
@@ -706,14 +706,17 @@ def apply_plan(
     for table, batch_no in sorted(batches, key=lambda b: (rank[b[0]], b[1])):
         spec = specs[(target, table)]
         params = {"run_id": run_id, "target": target, "table": table, "batch": batch_no}
+        started = time.perf_counter()
         summary.deferred += _defer_unmet_dependencies(state_engine, params)
         with state_engine.connect() as state_conn, target_engine.begin() as target_conn:
             _copy_rows(state_conn, _PLANNED_ROWS, params, target_conn)
+            copied = time.perf_counter()
             ops = [
                 op
                 for (op,) in target_conn.execute(sa.text("SELECT DISTINCT op FROM pg_temp.cs_write ORDER BY op")).all()
             ]  # 'insert' sorts before 'update': a row created here can be referenced by an update
             now, outcomes = _run_statements(target_conn, spec, f"claimsync run {run_id}: ", ops)
+        committed = time.perf_counter()
         _confirm_batch(
             state_engine,
             spec,
@@ -726,6 +729,8 @@ def apply_plan(
             summary=summary,
         )
         summary.batches += 1
+        summary.target_seconds += committed - copied
+        summary.state_seconds += (copied - started) + (time.perf_counter() - committed)
     return summary
 
 
@@ -971,6 +976,14 @@ def _record_conflicts(
 
 def _resolve_conflicts(conn: Connection, run_id: str, as_of: datetime, batch: Mapping[str, Any]) -> None:
     """A write applied now resolves the write_conflict an earlier run raised for the same record."""
+    pending = conn.execute(
+        sa.text(
+            "SELECT EXISTS (SELECT 1 FROM claimsync.recon_exception"
+            " WHERE status IN ('open', 'acknowledged') AND code = 'write_conflict')"
+        )
+    ).scalar()
+    if not pending:
+        return
     conn.execute(
         sa.text(
             "WITH keys AS (SELECT 'write:' || target || ':' || table_name || ':' || record_key AS business_key"
