@@ -38,7 +38,7 @@ single-process ``reconcile`` of the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
@@ -164,19 +164,24 @@ def _edges(oa: pd.DataFrame, expense: pd.DataFrame) -> pd.DataFrame:
     return edges.reset_index(drop=True)
 
 
-def _positions(keys: pd.Series, universe: pd.Series) -> np.ndarray:
+def _positions(keys: pd.Series | pa.Array | pa.ChunkedArray, universe: pd.Series) -> np.ndarray:
     """Position of each key's first equal in ``universe`` (-1: none), hashed in Arrow."""
-    found = pc.index_in(_arrow(keys), value_set=_arrow(universe))
+    values = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else _arrow(keys)
+    found = pc.index_in(values, value_set=_arrow(universe, whole=True))
     return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _arrow(values: pd.Series) -> pa.Array:
-    """Text keys as an Arrow ``string`` array (all-null or empty columns included)."""
+def _arrow(values: pd.Series, *, whole: bool = False) -> pa.Array | pa.ChunkedArray:
+    """Text as Arrow ``large_string`` without copying pandas' own Arrow data where possible.
+
+    Big frames hold chunked arrays; ``whole`` combines them (a value set must be one array).
+    All-null or empty columns become typed text too.
+    """
     array = pa.array(values, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):  # big CSV reads come in chunks
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    if whole and isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    if not pa.types.is_string(array.type):
-        array = array.cast(pa.string())
     return array
 
 
@@ -878,56 +883,125 @@ def _invoice_occurrences(
     clean_pair[pair_expense[clean] + n_oa] = True
     oa_ref = pd.Index(oa["request_id"].to_numpy(dtype=np.int64))
 
-    # Lines of both sides with an invoice number, and the record each belongs to.
-    sides_lines = []
-    for all_lines, frame, offset in ((sides.oa_lines, oa, 0), (sides.expense_lines, expense, n_oa)):
-        lines = all_lines[all_lines["invoice_number"].notna()]
+    # Lines of both sides with an invoice number, and the record each belongs to. Invoices are
+    # grouped as integer ids (_text_ids); text is gathered only for the rows of the result.
+    present = []
+    for lines, frame, offset in ((sides.oa_lines, oa, 0), (sides.expense_lines, expense, n_oa)):
         if lines.empty:
             continue
+        with_number = np.flatnonzero(lines["invoice_number"].notna().to_numpy())
+        refs = _arrow(lines["claim_ref"]).take(pa.array(with_number))
         if offset == 0:  # OA lines name their request by its id (as text)
-            ref = pc.cast(_arrow(lines["claim_ref"]), pa.int64(), safe=False).to_numpy(zero_copy_only=False)
-            record = oa_ref.get_indexer(ref)
+            record = oa_ref.get_indexer(pc.cast(refs, pa.int64(), safe=False).to_numpy(zero_copy_only=False))
         else:
-            record = _positions(lines["claim_ref"], expense["claim_code"])
+            record = _positions(refs, expense["claim_code"])
         keep = record >= 0
         node = record[keep] + offset
         live = ~_in(frame["state"], _DEAD)[record[keep]] & owned[node]
-        rows = np.flatnonzero(keep)[live]
-        currency = _arrow(frame["currency"]).take(pa.array(node[live] - offset))
-        sides_lines.append((lines, rows, node[live], currency))
-    if not sides_lines:
+        present.append((lines, with_number[keep][live], node[live]))
+    if not present:
         return _invoice_frame(pd.DataFrame({c: [] for c in _INVOICE_COLUMNS}))
-    # canonical frames hold trimmed codes (claimsync.canonical), so the text is used as is
-    number = pa.concat_arrays(
-        [_arrow(lines["invoice_number"]).take(pa.array(rows)) for lines, rows, _, _ in sides_lines]
-    )
-    code = pa.concat_arrays(
-        [pc.fill_null(_arrow(lines["invoice_code"]).take(pa.array(rows)), "") for lines, rows, _, _ in sides_lines]
-    )
-    code = pc.if_else(pc.equal(pc.utf8_length(number), 20), pa.scalar("", pa.string()), code)
-    node = np.concatenate([n for _, _, n, _ in sides_lines])
-    amount = np.concatenate([_cents(lines["amount_cents"])[rows] for lines, rows, _, _ in sides_lines])
-    currency = pa.concat_arrays([c for _, _, _, c in sides_lines])
+    starts = np.cumsum([0] + [len(lines) for lines, _, _ in present[:-1]])
+    selected = np.concatenate([rows + start for (_, rows, _), start in zip(present, starts, strict=True)])
+    node = np.concatenate([n for _, _, n in present])
+    number_text = pa.chunked_array(_chunks(_arrow(lines["invoice_number"]) for lines, _, _ in present))
+    code_text = pa.chunked_array(_chunks(_arrow(lines["invoice_code"]) for lines, _, _ in present))
+    n_id, number_length, n_count = _text_ids(number_text, selected)
+    c_id, code_length, _ = _text_ids(code_text, selected)
+    # claimsync.rules.invoice_key: a 20-digit 全电 number stands alone, as does one without a code
+    alone = (c_id < 0) | (number_length == 20) | (code_length == 0)
+    c_id = np.where(alone, -1, c_id)
+    invoice, _ = pd.factorize((c_id + 1) * (n_count + 1) + n_id)
     label = labels[node]
-    table = pa.table(
+    unit, claim_codes = _units(unit_request[label], label, expense, labels[n_oa:])
+    amount = np.concatenate([_cents(lines["amount_cents"])[rows] for lines, rows, _ in present])
+    chosen, amount, clean = _collapse(invoice, unit, amount, clean_pair[node], repeated_only=repeated_only)
+    currency = pd.concat([oa["currency"], expense["currency"]], ignore_index=True).astype("str")
+    chosen_code = c_id[chosen]
+    chosen_lines = pa.array(selected[chosen])
+    frame = pd.DataFrame(
         {
-            "invoice_code": code,
-            "invoice_number": number,
-            "unit_request": unit_request[label],
+            "invoice_code": pd.Series(code_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str")
+            .fillna("")
+            .where(chosen_code >= 0, ""),
+            "invoice_number": pd.Series(number_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str"),
+            "unit_request": unit_request[label[chosen]],
+            "unit_code": claim_codes[chosen],
             "amount_cents": amount,
-            "currency": currency,
-            "clean_pair": clean_pair[node],
+            "currency": currency.take(node[chosen]).to_numpy(),
+            "clean_pair": clean,
         }
     )
-    unit_code = pa.array([""], pa.string()).take(pa.array(np.zeros(len(label), dtype=np.int64)))
-    claim_only = unit_request[label] == _NO_REQUEST
-    if claim_only.any():
-        # groups without an OA request are named by their smallest claim code
-        codes = pd.Series(expense["claim_code"].to_numpy(), index=labels[n_oa:]).groupby(level=0).min()
-        names = pa.array(codes.reindex(label[claim_only]).to_numpy(), type=pa.string(), from_pandas=True)
-        unit_code = pc.replace_with_mask(unit_code, pa.array(claim_only), names)
-    table = table.append_column("unit_code", unit_code)
-    return _per_unit(table, repeated_only=repeated_only)
+    return _invoice_frame(frame)
+
+
+def _text_ids(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Equal-text ids (-1 for null), text lengths and the id count, for the values at ``rows``.
+
+    Invoice codes and numbers are digit strings (up to 20 digits): they are read as numbers
+    (with their length, so leading zeros still count) and grouped as integers, which keeps
+    millions of lines from being hashed as text. Anything else falls back to Arrow's
+    dictionary encoding of the text.
+    """
+    length = pc.utf8_length(text)
+    digits = pc.match_substring_regex(text, r"^[0-9]{0,20}$")
+    if pc.all(pc.or_kleene(digits, pc.is_null(text))).as_py() is not False:
+        take = pa.array(rows)
+        padded = pc.utf8_lpad(pc.fill_null(text.take(take), ""), 20, "0")
+        high = pc.cast(pc.utf8_slice_codeunits(padded, 0, 10), pa.int64()).to_numpy(zero_copy_only=False)
+        low = pc.cast(pc.utf8_slice_codeunits(padded, 10, 20), pa.int64()).to_numpy(zero_copy_only=False)
+        size = np.asarray(pc.fill_null(length.take(take), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        head, _ = pd.factorize(high * 32 + (size + 1))  # < 1e10 * 32: fits in int64
+        ids, uniques = pd.factorize(head.astype(np.int64) * 10_000_000_000 + low)
+        ids = np.where(size < 0, -1, ids)
+        return ids, size, len(uniques)
+    encoded = pc.dictionary_encode(text.take(pa.array(rows))).unify_dictionaries()
+    parts = [chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
+    ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    size = np.asarray(pc.fill_null(length.take(pa.array(rows)), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    count = len(encoded.chunk(0).dictionary) if encoded.num_chunks else 0
+    return ids, size, count
+
+
+def _units(
+    unit_request: np.ndarray, label: np.ndarray, expense: pd.DataFrame, expense_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense unit numbers, and the claim code naming each claim-only unit ('' for the others)."""
+    claim_only = unit_request == _NO_REQUEST
+    names = np.full(len(label), "", dtype=object) if claim_only.any() else np.zeros(len(label), dtype="U1")
+    if not claim_only.any():
+        unit, _ = pd.factorize(unit_request)
+        return unit, names
+    # groups without an OA request are named by their smallest claim code
+    smallest = pd.Series(expense["claim_code"].to_numpy(), index=expense_labels).groupby(level=0).min()
+    names[claim_only] = smallest.reindex(label[claim_only]).to_numpy()
+    code_number, _ = pd.factorize(names[claim_only])
+    key = unit_request.copy()
+    key[claim_only] = -1 - code_number
+    unit, _ = pd.factorize(key)
+    return unit, names
+
+
+def _collapse(
+    invoice: np.ndarray, unit: np.ndarray, amount: np.ndarray, clean: np.ndarray, *, repeated_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows to keep (one per invoice and unit), each unit's largest amount, and its clean flag.
+
+    With ``repeated_only``, only invoices on two or more units are kept.
+    """
+    if not len(invoice):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    pair = invoice.astype(np.int64) * (int(unit.max()) + 1) + unit
+    order = np.argsort(pair, kind="stable")
+    sorted_pair = pair[order]
+    starts = np.flatnonzero(np.r_[True, sorted_pair[1:] != sorted_pair[:-1]])
+    chosen = order[starts]
+    largest = np.maximum.reduceat(amount[order], starts)
+    all_clean = np.minimum.reduceat(clean[order].astype(np.int8), starts).astype(bool)
+    if repeated_only:
+        repeated = np.bincount(invoice[chosen])[invoice[chosen]] >= 2
+        chosen, largest, all_clean = chosen[repeated], largest[repeated], all_clean[repeated]
+    return chosen, largest, all_clean
 
 
 _INVOICE_KEYS: Final = ("invoice_code", "invoice_number", "unit_request", "unit_code")
@@ -948,49 +1022,39 @@ def _invoice_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return typed.loc[:, list(_INVOICE_COLUMNS)]
 
 
-def _codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Dense integer codes of equal values (hashed in Arrow)."""
-    if isinstance(values, pa.ChunkedArray):
-        # one dictionary for the whole column (unifying per-chunk dictionaries is slow)
-        values = values.combine_chunks()
-    encoded = pc.dictionary_encode(values)
-    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+def _chunks(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> list[pa.Array]:
+    out: list[pa.Array] = []
+    for array in arrays:
+        out.extend(array.chunks if isinstance(array, pa.ChunkedArray) else [array])
+    return out
 
 
-def _per_unit(occurrences: pa.Table | pd.DataFrame, *, repeated_only: bool = False) -> pd.DataFrame:
-    """One row per (invoice, unit): the unit's largest line amount, clean only if all its rows are.
-
-    With ``repeated_only``, only invoices on two or more units are kept. Grouping runs on
-    integer codes (Arrow dictionary encoding, numpy sorts), not on text.
-    """
-    table = (
-        occurrences if isinstance(occurrences, pa.Table) else pa.Table.from_pandas(occurrences, preserve_index=False)
-    )
-    if table.num_rows == 0:
-        return _invoice_frame(table.to_pandas())
-    number = _codes(table["invoice_number"])
-    invoice, _ = pd.factorize(_codes(table["invoice_code"]) * (int(number.max()) + 1) + number)
-    unit_request = table["unit_request"].to_numpy()
+def _per_unit(occurrences: pd.DataFrame, *, repeated_only: bool = False) -> pd.DataFrame:
+    """Merge buckets' occurrences: one row per (invoice, unit), largest amount, clean if all rows are."""
+    frame = _invoice_frame(occurrences).reset_index(drop=True)
+    if frame.empty:
+        return frame
+    number, _ = pd.factorize(frame["invoice_number"])
+    code, _ = pd.factorize(frame["invoice_code"])
+    invoice, _ = pd.factorize(code.astype(np.int64) * (int(number.max()) + 1) + number)
+    unit_request = frame["unit_request"].to_numpy(dtype=np.int64)
     claim_only = unit_request == _NO_REQUEST
-    if claim_only.any():  # a claim-only unit gets a negative number from its code
-        unit, _ = pd.factorize(np.where(claim_only, -1 - _codes(table["unit_code"]), unit_request))
-    else:
-        unit, _ = pd.factorize(unit_request)
-    pair = invoice.astype(np.int64) * (int(unit.max()) + 1) + unit
-    order = np.argsort(pair, kind="stable")
-    sorted_pair = pair[order]
-    starts = np.flatnonzero(np.r_[True, sorted_pair[1:] != sorted_pair[:-1]])
-    chosen = order[starts]
-    amount = np.maximum.reduceat(table["amount_cents"].to_numpy()[order], starts)
-    clean = np.minimum.reduceat(table["clean_pair"].to_numpy(zero_copy_only=False)[order], starts)
-    if repeated_only:
-        units_per_invoice = np.bincount(invoice[chosen])
-        repeated = units_per_invoice[invoice[chosen]] >= 2
-        chosen, amount, clean = chosen[repeated], amount[repeated], clean[repeated]
-    collapsed = table.take(pa.array(chosen)).to_pandas()
+    key = unit_request.copy()
+    if claim_only.any():
+        code_number, _ = pd.factorize(frame["unit_code"].to_numpy()[claim_only])
+        key[claim_only] = -1 - code_number
+    unit, _ = pd.factorize(key)
+    chosen, amount, clean = _collapse(
+        invoice,
+        unit,
+        frame["amount_cents"].to_numpy(dtype=np.int64),
+        frame["clean_pair"].to_numpy(dtype=bool),
+        repeated_only=repeated_only,
+    )
+    collapsed = frame.take(chosen).reset_index(drop=True)
     collapsed["amount_cents"] = amount
-    collapsed["clean_pair"] = clean.astype(bool)
-    return _invoice_frame(collapsed)
+    collapsed["clean_pair"] = clean
+    return collapsed
 
 
 def _duplicate_invoices(occurrences: pd.DataFrame) -> tuple[pd.DataFrame, int]:
