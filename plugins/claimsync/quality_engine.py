@@ -562,7 +562,8 @@ def _confirm(
 ) -> tuple[list[CheckOutcome], int]:
     """GX's verdict on what the screen flagged: the candidate rows, and any failed table-level rule."""
     final: dict[str, CheckOutcome] = {o.rule.check: o for o in screened}
-    row_rules = [o.rule for o in screened if o.rule.level == "row"]
+    # GX judges the rules that flagged rows, on every flagged row (its cost grows with the rules).
+    row_rules = [o.rule for o in screened if o.rule.level == "row" and len(o.failing)]
     candidates = np.unique(np.concatenate([o.failing for o in screened if o.rule.level == "row"] or [_EMPTY]))
     false_positives = 0
     if len(candidates):
