@@ -19,8 +19,9 @@ succeeded; alert on new critical exceptions) → `publish.render_report`.
   was created. Never the wall clock, so a rerun reconciles as of the same instant.
 - `full` (default `true`) — reconcile everything and resolve exceptions that are gone;
   `false` reconciles only records changed in the data interval and resolves nothing.
-- `buckets` (default `1`) — split the reconciliation into N hash buckets of the business
-  key, one mapped task each, so the work spreads over workers.
+- `buckets` (default `1`, or `CLAIMSYNC_BUCKETS` in the DAG processor's environment) — split
+  the reconciliation into N hash buckets of the business key, one mapped task each, so the
+  work spreads over workers (e.g. CeleryExecutor).
 - `force` (default `false`) — continue past the data-quality gate's circuit breaker: bad
   rows are still quarantined and left out, the rest is reconciled.
 
@@ -57,6 +58,7 @@ fills gaps in the run list and the trend, it does not reproduce a past day.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -76,6 +78,13 @@ from _claimsync_common import (
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+def default_buckets() -> int:
+    """The ``buckets`` param's default, so scheduled runs scale out too: CLAIMSYNC_BUCKETS (1-64)
+    in the environment of the DAG processor, else 1. Read when the file is parsed (no Variable)."""
+    text = os.environ.get("CLAIMSYNC_BUCKETS", "").strip()
+    return min(max(int(text), 1), 64) if text.isdigit() else 1
+
+
 @dag(
     dag_id="claimsync_reconcile",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="Asia/Shanghai"),
@@ -92,7 +101,9 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
             description="ISO 8601 time or date; empty = the run's data interval end",
         ),
         "full": Param(True, type="boolean", description="full reconciliation (resolves what is gone)"),
-        "buckets": Param(1, type="integer", minimum=1, maximum=64, description="hash buckets, one task each"),
+        "buckets": Param(
+            default_buckets(), type="integer", minimum=1, maximum=64, description="hash buckets, one task each"
+        ),
         "force": Param(False, type="boolean", description="continue past the data-quality gate's circuit breaker"),
     },
 )

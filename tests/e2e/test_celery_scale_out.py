@@ -4,7 +4,8 @@ A real api-server, scheduler and dag-processor with CeleryExecutor (broker: the 
 127.0.0.1:6379; result backend: the PostgreSQL metadata DB) and two workers, each with one
 slot and its own name (``--celery-hostname``, and the name it reports as the task
 instances' ``hostname``). The reconcile DAG is triggered through the REST API with
-``buckets=4``: the four mapped bucket tasks must have run on both workers, and the run's
+``buckets=4`` (the param's default, from ``CLAIMSYNC_BUCKETS``, as a scheduled run would
+get it): the four mapped bucket tasks must have run on both workers, and the run's
 ledger and ``exceptions.csv`` must equal a single-process ``claimsync reconcile`` of the
 same data.
 """
@@ -82,6 +83,7 @@ def airflow(
         "AIRFLOW_CONN_CLAIMSYNC_EXPENSE": airflow_conn_uri(dbs.expense_url),
         "AIRFLOW_CONN_CLAIMSYNC_STATE": airflow_conn_uri(state_dbs["airflow"]),
         "CLAIMSYNC_REPORT_DIR": str(home / "reports"),
+        "CLAIMSYNC_BUCKETS": str(BUCKETS),  # the buckets param's default: scheduled runs scale out too
     }
     try:
         with running_airflow(home, metadata_url, extra_env=extra_env, celery=celery) as running:
@@ -132,11 +134,12 @@ def test_four_buckets_on_two_celery_workers_equal_the_single_process_run(
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    # The same reconciliation as four mapped tasks over two Celery workers, triggered as an operator would.
+    # The same reconciliation as four mapped tasks over two Celery workers, triggered as an operator
+    # would; `buckets` is left to its default, which CLAIMSYNC_BUCKETS set (as for a scheduled run).
+    params = airflow.dag_details(DAG_ID)["params"]
+    assert params["buckets"]["value"] == BUCKETS, params["buckets"]
     run_id = airflow.trigger(
-        DAG_ID,
-        interval=(DEMO_AS_OF - timedelta(days=1), DEMO_AS_OF),
-        conf={"as_of": DEMO_AS_OF.isoformat(), "full": True, "buckets": BUCKETS},
+        DAG_ID, interval=(DEMO_AS_OF - timedelta(days=1), DEMO_AS_OF), conf={"as_of": DEMO_AS_OF.isoformat()}
     )
     assert airflow.wait_for_run(DAG_ID, run_id, {"success"}, timeout=300) == "success"
     tis = airflow.task_instances(DAG_ID, run_id)

@@ -4,12 +4,12 @@ A real api-server, scheduler and dag-processor (LocalExecutor, PostgreSQL metada
 the claim sync against demo data. The OA form table is locked by another session (a DBA's
 long maintenance transaction) in the middle of the apply; the OA connection has a
 ``lock_timeout``, so the OA writes fail after some batches were already written and
-confirmed, the task's retry fails too, and the run fails. The test then ends the lock
-("restores the target") and clears the failed task through the REST API, as the UI's Clear
-button does (``POST /api/v2/dags/{dag_id}/clearTaskInstances`` with a JWT from
-``POST /auth/token``). The rerun must complete and both systems must equal a twin set of
-databases synced by the same run without the failure — row for row, with the same audit
-(each change applied once). Clearing the whole, already successful run again changes nothing.
+confirmed, and the run fails. The test then ends the lock ("restores the target") and
+clears the failed task through the REST API, as the UI's Clear button does
+(``POST /api/v2/dags/{dag_id}/clearTaskInstances`` with a JWT from ``POST /auth/token``).
+The rerun must complete and both systems must equal a twin set of databases synced by the
+same run without the failure — row for row, with the same audit (each change applied
+once). Clearing the whole, already successful run again changes nothing.
 
 The same for a backfill over three past 15-minute windows (``POST /api/v2/backfills``) whose
 last run fails mid-apply: after the clear, every window's plan, both systems and the audit
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from claimsync import quality_gates
 from claimsync.config import Settings
 from claimsync.db import create_engine
 from claimsync.pgserver import PgServer
@@ -64,16 +65,12 @@ WINDOWS = [
 ]  # fmt: skip
 OA_FORM = "ecology.formtable_main_38"
 
-# Production retries twice with a 2-minute exponential backoff; here one retry after a second.
-FAST_RETRIES = '''"""Cluster policy of the rerun test: one quick retry instead of 2 retries with backoff."""
-
-from datetime import timedelta
+# Production retries twice with a 2-minute backoff; here a failing task fails at once.
+NO_RETRIES = '''"""Cluster policy of the rerun test: a failing task fails at once (no 2-minute retry backoff)."""
 
 
 def task_policy(task):
-    task.retries = 1
-    task.retry_delay = timedelta(seconds=1)
-    task.retry_exponential_backoff = 0
+    task.retries = 0
 '''
 
 
@@ -167,7 +164,7 @@ def airflow(pg_server: PgServer, systems: Systems, tmp_path_factory: pytest.Temp
     }
     try:
         with running_airflow(
-            tmp_path_factory.mktemp("airflow_rerun"), metadata_url, extra_env=extra_env, local_settings=FAST_RETRIES
+            tmp_path_factory.mktemp("airflow_rerun"), metadata_url, extra_env=extra_env, local_settings=NO_RETRIES
         ) as running:
             running.wait_for_dag(DAG_ID)
             yield running
@@ -253,7 +250,14 @@ def twin(template: Template, runs: list[dict[str, Any]]) -> Twin:
         plans, writes = [], []
         state = copy.engine("state")
         for kwargs in runs:
-            outcome = run_sync(copy.settings, "claims", triggered_by="twin", **kwargs)
+            outcome = run_sync(
+                copy.settings,
+                "claims",
+                triggered_by="twin",
+                source_gate=quality_gates.source_gate(copy.settings),  # the gates `claimsync sync` runs
+                delta_gate=quality_gates.delta_gate(copy.settings),
+                **kwargs,
+            )
             plans.append(plan_counts(state, outcome.run_id))
             writes.append(oa_writes(state, outcome.run_id))
         state.dispose()
@@ -298,7 +302,7 @@ def test_a_failed_apply_cleared_from_the_api_ends_as_if_nothing_failed(
         assert airflow.wait_for_run(DAG_ID, run_id, {"failed"}) == "failed"
     tis = {ti["task_id"]: ti for ti in airflow.task_instances(DAG_ID, run_id)}
     assert tis["apply.apply_expense"]["state"] == "success"
-    assert (tis["apply.apply_oa"]["state"], tis["apply.apply_oa"]["try_number"]) == ("failed", 2)
+    assert (tis["apply.apply_oa"]["state"], tis["apply.apply_oa"]["try_number"]) == ("failed", 1)
     assert tis["confirm.confirm_run"]["state"] == "upstream_failed"
     # It failed mid-apply: the batches before the locked row are written and confirmed, the rest not.
     counts = batches(c, state_run_id(run_id))
@@ -328,7 +332,7 @@ def test_a_failed_apply_cleared_from_the_api_ends_as_if_nothing_failed(
 
     # Clearing the whole, successful run (every task) reruns it and changes nothing.
     cleared = airflow.clear(DAG_ID, run_id, None)
-    assert len(cleared) == 7
+    assert len(cleared) == len(airflow.call("GET", f"/api/v2/dags/{DAG_ID}/tasks")["tasks"])
     assert airflow.wait_for_run(DAG_ID, run_id, {"success"}) == "success"
     assert snapshot(c, runs=False) == expected.snapshot
     assert audit_counter(c) == expected.audit
