@@ -12,8 +12,9 @@ same run without the failure — row for row, with the same audit (each change a
 once). Clearing the whole, already successful run again changes nothing.
 
 The same for a backfill over three past 15-minute windows (``POST /api/v2/backfills``) whose
-last run fails mid-apply: after the clear, every window's plan, both systems and the audit
-equal three windowed syncs of a twin, and no claim exists twice.
+middle run fails mid-apply (and the last one too, finishing the middle run's writes first):
+after the clears, every window's plan, both systems and the audit equal three windowed syncs
+of a twin, and no claim exists twice.
 """
 
 from __future__ import annotations
@@ -341,13 +342,15 @@ def test_a_failed_apply_cleared_from_the_api_ends_as_if_nothing_failed(
 def test_a_backfill_of_three_windows_with_a_failed_run_cleared_equals_three_clean_syncs(
     airflow: Airflow, systems: Systems, template: Template
 ) -> None:
+    """The middle run fails mid-apply; the next run first finishes its writes, which fails too while
+    the row is locked; the operator clears both; the result is three clean windows, nothing twice."""
     systems.reset()
     expected = twin(template, [{"since": s, "until": e, "as_of": e} for s, e in WINDOWS])
     assert all(expected.plans), "every window has something to write"
-    last = expected.oa_writes[2]
-    assert len(last) > int(BATCH_SIZE), "the last window's OA writes span two batches"
-    locked = last[int(BATCH_SIZE)]  # first row of its second batch
-    assert all(locked not in writes for writes in expected.oa_writes[:2])
+    middle = expected.oa_writes[1]
+    assert len(middle) > int(BATCH_SIZE), "the middle window's OA writes span two batches"
+    locked = middle[int(BATCH_SIZE)]  # first row of its second batch
+    assert all(locked not in expected.oa_writes[i] for i in (0, 2))
 
     first, final = WINDOWS[0][0].astimezone(UTC), WINDOWS[-1][0].astimezone(UTC)
     dry = airflow.backfill(DAG_ID, first, final, dry_run=True)
@@ -360,24 +363,31 @@ def test_a_backfill_of_three_windows_with_a_failed_run_cleared_equals_three_clea
         runs = [r for r in airflow.runs(DAG_ID) if r["run_type"] == "backfill"]
         assert sorted(datetime.fromisoformat(r["logical_date"]) for r in runs) == [s for s, _ in WINDOWS]
         run_ids = [r["dag_run_id"] for r in sorted(runs, key=lambda r: r["logical_date"])]
-        for run_id in run_ids[:2]:
-            assert airflow.wait_for_run(DAG_ID, run_id, {"success"}) == "success"
+        assert airflow.wait_for_run(DAG_ID, run_ids[0], {"success"}) == "success"
+        assert airflow.wait_for_run(DAG_ID, run_ids[1], {"failed"}) == "failed"
+        # The next run finishes the failed run's unconfirmed batch before it reads: blocked too.
         assert airflow.wait_for_run(DAG_ID, run_ids[2], {"failed"}) == "failed"
-    counts = batches(c, state_run_id(run_ids[2]))
+    failed = {ti["task_id"] for ti in airflow.task_instances(DAG_ID, run_ids[2]) if ti["state"] == "failed"}
+    assert failed == {"extract.extract_changes"}
+    counts = batches(c, state_run_id(run_ids[1]))
     assert (counts[("oa", "confirmed")], counts[("oa", "planned")]) == (1, 1)
 
-    airflow.clear(DAG_ID, run_ids[2], ["apply.apply_oa"])
-    assert airflow.wait_for_run(DAG_ID, run_ids[2], {"success"}) == "success"
+    # The lock is gone; the operator clears both failed tasks (and what follows them).
+    airflow.clear(DAG_ID, run_ids[1], ["apply.apply_oa"])
+    airflow.clear(DAG_ID, run_ids[2], ["extract.extract_changes"])
+    for run_id in run_ids[1:]:
+        assert airflow.wait_for_run(DAG_ID, run_id, {"success"}) == "success"
 
     state = c.engine("state")
     try:
         assert [plan_counts(state, state_run_id(r)) for r in run_ids] == expected.plans
-        windows = rows(state, "SELECT window_start, window_end FROM claimsync.sync_run ORDER BY window_start")
+        windows = rows(state, "SELECT window_start, window_end FROM claimsync.sync_run ORDER BY window_end")
         mark = rows(state, "SELECT DISTINCT position FROM claimsync.watermark WHERE flow = 'claims'")
     finally:
         state.dispose()
-    assert [tuple(w) for w in windows] == [(s, e) for s, e in WINDOWS]
+    # The last run's window reached back to the watermark its failed predecessor left.
+    assert [tuple(w) for w in windows] == [WINDOWS[0], WINDOWS[1], (WINDOWS[1][0], WINDOWS[2][1])]
     assert [m[0] for m in mark] == [WINDOWS[-1][1]]
     assert snapshot(c, runs=False) == expected.snapshot
-    assert audit_counter(c) == expected.audit
+    assert audit_counter(c) == expected.audit  # each change applied once, by the run that planned it
     assert duplicate_claims(c) == []
