@@ -111,6 +111,7 @@ def main() -> None:
         fill_seconds = time.perf_counter() - started
     _views(oa_url, expense_url)
 
+    load_before = os.getloadavg()[0]
     results: dict[str, dict[str, Any]] = {}
     results["floor"] = _worker("floor", oa_url, expense_url)
     if "claimsync" not in skip:
@@ -171,7 +172,11 @@ def main() -> None:
     if fill_seconds is not None:
         report.add(f"Filling both systems took {fill_seconds:.0f} s (bench._fill, server-side).")
         report.add()
-    report.add(f"PostgreSQL: {pg.description}. Each contender ran in its own process.")
+    report.add(
+        f"PostgreSQL: {pg.description}. Each contender ran in its own process. Load average (1 min) "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the contenders: the machine's "
+        f"{os.cpu_count()} cores are shared, so compare within this run, not across runs."
+    )
     report.add()
     report.table(["contender", "wall s", "vs floor", "peak RSS MiB", "notes"], rows)
     report.add()
@@ -193,6 +198,20 @@ def main() -> None:
         targets.append(f"bucket peaks {results['buckets']['bucket_peaks']} MiB")
     for line in targets:
         report.add(f"- {line}")
+    report.add()
+    report.add("What each contender does:")
+    report.add(
+        "- claimsync pulls, per side in one snapshot, the claims joined with claimant, department and the last"
+        " decisive approval-log entry (OA), every line, every payment, employees and departments; it parses"
+        " money and dates exactly, applies every rule of claimsync.rules (linking with fallback,"
+        " duplicate_link, grace window, duplicate_invoice across both systems, line totals, employees) and"
+        " writes the ledger."
+    )
+    report.add(
+        "- datacompy and reladiff compare claim headers only (request id, code, amount, claimant, a state"
+        " mapped in SQL), with no lines, invoices, logs or payments: a smaller job than claimsync's."
+    )
+    report.add("- naive loads the same tables as claimsync with pd.read_sql and does the header merges only.")
     path = report.write()
     print(f"wrote {path}")
 

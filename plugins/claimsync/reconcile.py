@@ -1004,9 +1004,6 @@ def _collapse(
     return chosen, largest, all_clean
 
 
-_INVOICE_KEYS: Final = ("invoice_code", "invoice_number", "unit_request", "unit_code")
-
-
 def _invoice_frame(frame: pd.DataFrame) -> pd.DataFrame:
     typed = frame.astype(
         {
