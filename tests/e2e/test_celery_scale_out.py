@@ -91,6 +91,20 @@ def airflow(
             yield running
     finally:
         pg_server.drop_database(metadata)
+        forget_queue(celery.queue)
+
+
+def forget_queue(queue: str) -> None:
+    """Remove what Celery left in Redis for this run's own queue (its list and kombu's binding set)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"*{queue}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def ledger(state_url: str) -> list[tuple[Any, ...]]:
