@@ -35,7 +35,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, is_dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -572,9 +572,12 @@ def _cascade(states: dict[str, _FrameState]) -> dict[str, dict[int, str]]:
     return extra
 
 
-def _rows(view: pd.DataFrame, positions: Sequence[int]) -> list[dict[str, Any]]:
+def _rows(view: pd.DataFrame, positions: Sequence[int], columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Rows at ``positions`` as dicts (only ``columns``, when given: taking every column of a big frame costs)."""
     if not len(positions):
         return []
+    if columns is not None:
+        view = view[[c for c in dict.fromkeys(columns) if c in view.columns]]
     records: list[dict[str, Any]] = view.iloc[list(positions)].to_dict(orient="records")  # type: ignore[assignment]
     return records
 
@@ -587,8 +590,13 @@ def _quarantine_rows(
         source, entity = SOURCE_SUITES[suite]
         keys = _KEYS[suite]
         own_positions = sorted(state.own)
-        for position, row in zip(own_positions, _rows(state.view, own_positions), strict=True):
+        # Keys, link columns and what the failed checks read: all a quarantine row shows.
+        needed = [*keys, "seq", "claim_ref", "claim_code", "flow_id", "oa_request_id", "request_id"]
+        needed += [c for rules in state.own.values() for r in rules for c in r.columns]
+        for position, row in zip(own_positions, _rows(state.view, own_positions, needed), strict=True):
             key, claim = record_key(suite, row), claim_key(suite, row)
+            if key.startswith("row:"):  # keyless: fingerprint the whole row, the same way every run
+                key = record_key(suite, _rows(state.view, [position])[0])
             for rule in state.own[position]:
                 # Two copies of a duplicated key fail the same check: one quarantine row.
                 records.setdefault(
@@ -604,7 +612,8 @@ def _quarantine_rows(
                     ),
                 )
         stored = sorted(p for p, why in extra[suite].items() if why)
-        for position, row in zip(stored, _rows(state.view, stored), strict=True):
+        link = [*keys, "seq", "claim_ref", "claim_code", "flow_id", "oa_request_id", "request_id"]
+        for position, row in zip(stored, _rows(state.view, stored, link), strict=True):
             why = extra[suite][position]
             reason = {
                 "has_quarantined_line": "one of the claim's lines is in quarantine",
@@ -615,6 +624,8 @@ def _quarantine_rows(
             if suite == "oa_claims":
                 link_columns = ["claim_code"]
             key = record_key(suite, row)
+            if key.startswith("row:"):
+                key = record_key(suite, _rows(state.view, [position])[0])
             records.setdefault(
                 (source, entity, key, f"{suite}.{why}"),
                 QuarantineWrite(
@@ -631,10 +642,10 @@ def _quarantine_rows(
 
 
 def _seen_keys(states: Mapping[str, _FrameState]) -> dict[tuple[str, str], list[str]]:
-    seen: dict[tuple[str, str], list[str]] = {}
-    for suite, state in states.items():
-        seen[SOURCE_SUITES[suite]] = [record_key(suite, row) for row in _rows(state.view, range(len(state.view)))]
-    return seen
+    """Record keys each validated frame held (keyless rows left out: only a full run releases those)."""
+    from claimsync.quality_gates import record_keys
+
+    return {SOURCE_SUITES[s]: record_keys(s, state.view).dropna().tolist() for s, state in states.items()}
 
 
 def _format_share(count: int, rows: int) -> str:
@@ -719,7 +730,10 @@ def validate_sources(
 
     extra = _cascade(states)
     quarantined = _quarantine_rows(states, extra)
-    quarantine = pd.DataFrame([asdict(q) for q in quarantined], columns=QUARANTINE_COLUMNS)
+    quarantine = pd.DataFrame(
+        [(q.source, q.entity, q.record_key, q.expectation, q.reason, q.offending, q.claim_key) for q in quarantined],
+        columns=QUARANTINE_COLUMNS,
+    )
     reports: list[SuiteReport] = []
     for suite, state in states.items():
         source, entity = SOURCE_SUITES[suite]
