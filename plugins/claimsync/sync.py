@@ -223,7 +223,7 @@ def load_run(state: Engine, run_id: str) -> tuple[RunInfo, dict[str, Any]]:
             .one_or_none()
         )
     if row is None or row["flow"] not in FLOWS:
-        raise ClaimsyncError(f"no sync run {run_id!r} in the state database: open it first")
+        raise ClaimsyncError(f"no sync run {run_id!r} in the state database (claimsync.sync_run)")
     info = RunInfo(
         run_id=row["run_id"],
         flow=row["flow"],
@@ -447,6 +447,8 @@ def extract_stage(settings: Settings, run_id: str) -> dict[str, Any]:
         if has_plan(engines.state, run_id):
             return {"run_id": run_id, "skipped": "the run already has its plan"}
         with sync_lock(engines.state, run.flow, wait=True), _failing_marks_run(engines.state, run_id):
+            if not run.dry_run:  # before reading: finished writes of a dead run must not be planned again
+                recover_unfinished(engines, settings, run.flow, current_run_id=run_id)
             counts = _stage(engines.state, run_id, _extract(engines, settings, run))
     return {"run_id": run_id, "rows": counts}
 

@@ -17,7 +17,10 @@ spans them. The effect is still exactly once because every step is safe to repea
    and every conflict becomes a ``write_conflict`` exception in the ledger.
 4. **Recover** — a batch that was applied but not confirmed (the process died in between)
    is simply applied again: a row equal to its after-image counts as applied (it was), a
-   row equal to its before-image is applied now, anything else is a conflict.
+   row equal to its before-image is applied now, anything else is a conflict. Each batch
+   notes its first attempt in the state DB before writing, so a row found at its
+   after-image on a *first* attempt (someone else made the same change) is ``unchanged``,
+   not audited as claimsync's.
 5. **Revert** — :func:`revert_run` runs the same machinery with the images swapped: a value
    goes back to its before-image only where it still holds the after-image.
 
@@ -594,6 +597,7 @@ class ApplySummary:
     batches: int = 0
     applied: int = 0  # written now
     recovered: int = 0  # found at their after-image: written by an earlier, unconfirmed attempt
+    unchanged: int = 0  # found at their after-image on a first attempt: nothing to write
     conflicts: int = 0
     deferred: int = 0
     conflict_keys: list[str] = field(default_factory=list)
@@ -606,6 +610,7 @@ class ApplySummary:
             "batches": self.batches,
             "applied": self.applied,
             "recovered": self.recovered,
+            "unchanged": self.unchanged,
             "conflicts": self.conflicts,
             "deferred": self.deferred,
             "target_seconds": round(self.target_seconds, 3),
@@ -707,7 +712,8 @@ def apply_plan(
         spec = specs[(target, table)]
         params = {"run_id": run_id, "target": target, "table": table, "batch": batch_no}
         started = time.perf_counter()
-        summary.deferred += _defer_unmet_dependencies(state_engine, params)
+        deferred_now, first_attempt = _begin_batch(state_engine, params)
+        summary.deferred += deferred_now
         with state_engine.connect() as state_conn, target_engine.begin() as target_conn:
             _copy_rows(state_conn, _PLANNED_ROWS, params, target_conn)
             copied = time.perf_counter()
@@ -727,6 +733,7 @@ def apply_plan(
             applied_by=applied_by,
             as_of=as_of,
             summary=summary,
+            first_attempt=first_attempt,
         )
         summary.batches += 1
         summary.target_seconds += committed - copied
@@ -734,9 +741,28 @@ def apply_plan(
     return summary
 
 
-def _defer_unmet_dependencies(state_engine: Engine, batch: Mapping[str, Any]) -> int:
-    """Defer the batch's writes whose ``depends_on`` write was not applied; refuse if it is still pending."""
+def _begin_batch(state_engine: Engine, batch: Mapping[str, Any]) -> tuple[int, bool]:
+    """Before the batch's target transaction: note the attempt, and defer the writes whose
+    ``depends_on`` write was not applied (refuse if it is still pending).
+
+    Returns (writes deferred, whether this is the batch's first attempt).
+    """
     with state_engine.begin() as conn:
+        attempted = conn.execute(
+            sa.text(
+                "SELECT attempted_at FROM claimsync.write_batch WHERE run_id = :run_id AND target = :target"
+                " AND table_name = :table AND batch_no = :batch FOR UPDATE"
+            ),
+            batch,
+        ).scalar()
+        if attempted is None:
+            conn.execute(
+                sa.text(
+                    "UPDATE claimsync.write_batch SET attempted_at = now() WHERE run_id = :run_id"
+                    " AND target = :target AND table_name = :table AND batch_no = :batch"
+                ),
+                batch,
+            )
         pending = conn.execute(
             sa.text(
                 "SELECT w.depends_on FROM claimsync.planned_write w JOIN claimsync.planned_write d"
@@ -763,7 +789,7 @@ def _defer_unmet_dependencies(state_engine: Engine, batch: Mapping[str, Any]) ->
                 " AND (d.id IS NULL OR d.status <> 'applied')"
             ),
             batch,
-        ).rowcount
+        ).rowcount, attempted is None
 
 
 def _describe(spec: TableSpec, image: Mapping[str, Any] | None, found: Mapping[str, Any] | None) -> str:
@@ -802,8 +828,13 @@ def _confirm_batch(
     applied_by: str,
     as_of: datetime,
     summary: ApplySummary,
+    first_attempt: bool,
 ) -> None:
-    """Mark the batch's rows applied / conflict / deferred and the batch confirmed, in one transaction."""
+    """Mark the batch's rows applied / unchanged / conflict / deferred and the batch confirmed, in one transaction.
+
+    A row found at its after-image was written by an earlier attempt of this batch (applied),
+    or, on the batch's first attempt, by someone else (unchanged: nothing written, no audit).
+    """
     recovered = [o for o in outcomes if o.at_after]
     deferred = [o for o in outcomes if not o.at_after and o.at_before and not o.resolvable]
     conflicts = [o for o in outcomes if not o.at_after and not (o.at_before and not o.resolvable)]
@@ -823,10 +854,12 @@ def _confirm_batch(
             *(
                 {
                     "id": o.pw_id,
-                    "status": "applied",
-                    "detail": "found at its after-image: applied by an earlier attempt of this run",
+                    "status": "unchanged" if first_attempt else "applied",
+                    "detail": "already at its after-image when first applied: nothing written"
+                    if first_attempt
+                    else "found at its after-image: applied by an earlier attempt of this run",
                     "found": None,
-                    "cursor": o.cursor,
+                    "cursor": None if first_attempt else o.cursor,
                 }
                 for o in recovered
             ),
@@ -871,7 +904,7 @@ def _confirm_batch(
             ),
             {**by_id, "now": now, "by": applied_by, "has_cursor": spec.cursor is not None},
         ).rowcount
-        applied_total = applied_now + len(recovered)
+        applied_total = applied_now + (0 if first_attempt else len(recovered))
         conn.execute(
             sa.text(
                 "UPDATE claimsync.write_batch SET status = 'confirmed', applied_count = :applied,"
@@ -884,7 +917,10 @@ def _confirm_batch(
             _record_conflicts(conn, run_id, as_of, spec, [(images[o.pw_id], o) for o in conflicts])
         _resolve_conflicts(conn, run_id, as_of, by_id)
     summary.applied += applied_now
-    summary.recovered += len(recovered)
+    if first_attempt:
+        summary.unchanged += len(recovered)
+    else:
+        summary.recovered += len(recovered)
     summary.deferred += len(deferred)
     summary.conflicts += len(conflicts)
     summary.conflict_keys += [

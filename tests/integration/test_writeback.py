@@ -353,3 +353,18 @@ def test_a_plan_with_unknown_fields_or_duplicate_keys_is_refused(systems: System
         store_plan(systems.state, "r1", [approve_f1(), approve_f1()])
     with pytest.raises(ClaimsyncError, match="does not write"):
         store_plan(systems.state, "r1", [PlannedWrite("expense", "payment", "update", "p", {}, {})])
+
+
+def test_a_row_someone_else_already_changed_the_same_way_is_unchanged_not_audited(systems: Systems) -> None:
+    start_run(systems.state, "r1")
+    store_plan(systems.state, "r1", [approve_f1()])
+    with systems.expense.begin() as conn:  # the same approval arrives through another channel first
+        conn.execute(
+            sa.text("UPDATE ekb.flow SET state = 'paying', approve_time = :t WHERE code = 'B26000001'"),
+            {"t": APPROVED_AT},
+        )
+    summary = apply_plan(systems.expense, systems.state, "r1", "expense")
+    assert (summary.applied, summary.unchanged, summary.recovered, summary.conflicts) == (0, 1, 0, 0)
+    audit = load_plan(systems.state, "r1")
+    assert [(w.status, w.applied_at) for w in audit] == [("unchanged", None)]
+    assert rows(systems.expense, "SELECT count(*) FROM ekb.flow_log")[0][0] == 0
