@@ -4,8 +4,9 @@ Light on purpose: parsed by the scheduler and the DAG processor, so nothing here
 the engine, pandas or SQLAlchemy or touches a connection outside a task body.
 
     extract:  open_run → extract_changes
-    plan:     plan_writes
-    validate: check_delta
+    quality:  validate_sources   (data-quality gate: quarantine bad rows, or stop before any write)
+    plan:     plan_writes        (leaves out what validate_sources quarantined)
+    validate: check_delta        (circuit breaker and the delta gate: no key twice, no backwards move)
     apply:    apply_expense → apply_oa   (claims only: OA's bxdh waits for the claims it names)
     confirm:  confirm_run
 
@@ -126,15 +127,35 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
 
             return extract_changes(open_run()["run_id"])
 
+        @task_group(group_id="quality")
+        def quality(run_id: Any) -> Any:
+            @task(multiple_outputs=True)
+            def validate_sources(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
+                """Data-quality gate on the staged records: quarantine bad rows, or stop the run before any write."""
+                sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
+                from airflow.sdk.exceptions import AirflowFailException
+
+                from claimsync.errors import RunStopped
+                from claimsync.quality_gates import validate_sync_stage
+
+                try:
+                    return validate_sync_stage(claimsync_settings(), sync_run_id)
+                except RunStopped as stopped:
+                    raise AirflowFailException(str(stopped)) from None  # retrying cannot fix the data
+
+            return validate_sources(run_id)
+
         @task_group(group_id="plan")
         def plan(run_id: Any) -> Any:
             @task(multiple_outputs=True)
             def plan_writes(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Plan every write with its before- and after-image and store the plan in the state DB."""
                 sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
+                from claimsync.quality_gates import quarantine_gate
                 from claimsync.sync import plan_stage
 
-                return plan_stage(claimsync_settings(), sync_run_id)
+                settings = claimsync_settings()
+                return plan_stage(settings, sync_run_id, source_gate=quarantine_gate(settings))
 
             return plan_writes(run_id)
 
@@ -144,9 +165,11 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
             def check_delta(sync_run_id: str | None, **context: Any) -> dict[str, Any]:
                 """Circuit breaker: stop a plan that touches too much of a target table (unless force)."""
                 sync_run_id = sync_run_id or state_run_id(context)  # a cleared task may lack the XCom
+                from claimsync.quality_gates import delta_gate
                 from claimsync.sync import check_stage
 
-                return check_stage(claimsync_settings(), sync_run_id)
+                settings = claimsync_settings()
+                return check_stage(settings, sync_run_id, delta_gate=delta_gate(settings))
 
             return check_delta(run_id)
 
@@ -187,7 +210,8 @@ def build_sync_dag(*, dag_id: str, flow: str, schedule: str, doc_md: str, tags: 
 
         # Each step hands the next the run id: the data flow is the dependency.
         staged = extract()
-        planned = plan(staged["run_id"])
+        gated = quality(staged["run_id"])
+        planned = plan(gated["run_id"])
         checked = validate(planned["run_id"])
         applied = apply(checked["run_id"])
         confirm(applied["run_id"])
