@@ -236,13 +236,16 @@ def _bucket_of(sides: Any) -> tuple[int, int] | None:
 
 
 def _tolerance_cents(currencies: pd.Series, settings: Settings) -> pd.Series:
-    table = {}
-    for currency in currencies.dropna().unique():
+    """Each row's amount tolerance in cents (its currency's, settings.tolerance), judged once per currency."""
+    codes, distinct = pd.factorize(currencies)
+    cents = []
+    for currency in distinct:
         try:
-            table[currency] = int(settings.tolerance(str(currency)) * 100)
+            cents.append(int(settings.tolerance(str(currency)) * 100))
         except (ArithmeticError, ValueError):
-            table[currency] = 0
-    return currencies.map(table).fillna(0).astype("int64")
+            cents.append(0)
+    table = np.array([*cents, 0], dtype=np.int64)  # code -1 (no currency) → the last entry, 0
+    return pd.Series(table[np.asarray(codes)], index=currencies.index)
 
 
 def _as_number(column: pd.Series) -> pd.Series:
@@ -502,6 +505,9 @@ def _cascade(states: dict[str, _FrameState]) -> dict[str, dict[int, str]]:
     cache: dict[tuple[str, str], pd.Series | None] = {}
 
     def where(suite: str, column: str, values: Iterable[Any]) -> np.ndarray:
+        values = list(values)
+        if not values:  # the usual case: nothing to look for, so no key column is spelled out
+            return np.zeros(len(states[suite].view), dtype=bool)
         if (suite, column) not in cache:
             view = states[suite].view
             cache[(suite, column)] = _key_texts(view[column]) if column in view.columns else None
