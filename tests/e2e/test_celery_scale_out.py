@@ -66,7 +66,11 @@ def airflow(
     state_dbs: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Airflow]:
-    assert redis_answers(REDIS_URL), f"no Redis at {REDIS_URL}: the Celery test needs one (redis-server)"
+    if not redis_answers(REDIS_URL):
+        message = f"no Redis at {REDIS_URL}: the Celery test needs one (start redis-server)"
+        if os.environ.get("CI"):  # CI machines run Redis: there a missing one is a failure, not a skip
+            pytest.fail(message)
+        pytest.skip(message)
     metadata = f"cs_celery{os.getpid()}_airflow"
     metadata_url = pg_server.create_database(metadata, recreate=True)
     home = tmp_path_factory.mktemp("airflow_celery")
