@@ -507,6 +507,36 @@ def _skipped(rule: Rule) -> CheckOutcome:
     return CheckOutcome(rule, True, skipped=True)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """The screen's verdicts on one frame (None: the screen could not judge it, GX judges it whole)."""
+
+    outcomes: list[CheckOutcome] | None
+    seconds: float
+
+
+def _runnable(spec: SuiteSpec, view: pd.DataFrame) -> tuple[list[Rule], list[CheckOutcome]]:
+    present = set(view.columns)
+    runnable = [r for r in spec.rules if set(r.columns) <= present]
+    skipped = [_skipped(r) for r in spec.rules if not set(r.columns) <= present]
+    return runnable, skipped
+
+
+def prescreen(spec: SuiteSpec, view: pd.DataFrame, parameters: Mapping[str, Any]) -> Screening:
+    """Run the screen alone (thread-safe: no GX), so a big run can screen its frames side by side."""
+    started = time.perf_counter()
+    runnable, _ = _runnable(spec, view)
+    try:
+        outcomes: list[CheckOutcome] | None = screen(runnable, view, parameters)
+    except _Unscreenable as exc:
+        log.info("suite %s: the screen does not implement %s; GX validates all %d rows", spec.name, exc, len(view))
+        outcomes = None
+    except (TypeError, ValueError, KeyError) as exc:
+        log.warning("suite %s: the screen failed (%s); GX validates all %d rows", spec.name, exc, len(view))
+        outcomes = None
+    return Screening(outcomes, time.perf_counter() - started)
+
+
 def evaluate(
     spec: SuiteSpec,
     view: pd.DataFrame,
@@ -514,28 +544,23 @@ def evaluate(
     gx_factory: Callable[[], GxValidator],
     *,
     gx_full_rows: int = GX_FULL_ROWS,
+    screening: Screening | None = None,
 ) -> SuiteEvaluation:
     """Validate ``view`` (a :func:`text_view`) against ``spec``.
 
     A rule reading a column the frame lacks is skipped (optional ``*_src`` and derived columns);
     a canonical column that is missing fails the suite's ``columns_present`` check instead.
-    ``gx_factory`` returns the run's shared GxValidator (created on first use).
+    ``gx_factory`` returns the run's shared GxValidator (created on first use). ``screening``
+    passes in a :func:`prescreen` already done.
     """
     started = time.perf_counter()
-    present = set(view.columns)
-    runnable = [r for r in spec.rules if set(r.columns) <= present]
-    skipped = [_skipped(r) for r in spec.rules if not set(r.columns) <= present]
+    runnable, skipped = _runnable(spec, view)
     outcomes: list[CheckOutcome]
     engine = "gx"
     false_positives = 0
-    screened: list[CheckOutcome] | None = None
-    if gx_full_rows <= 0 or len(view) > gx_full_rows:
-        try:
-            screened = screen(runnable, view, parameters)
-        except _Unscreenable as exc:
-            log.info("suite %s: the screen does not implement %s; GX validates all %d rows", spec.name, exc, len(view))
-        except (TypeError, ValueError, KeyError) as exc:
-            log.warning("suite %s: the screen failed (%s); GX validates all %d rows", spec.name, exc, len(view))
+    if screening is None and (gx_full_rows <= 0 or len(view) > gx_full_rows):
+        screening = prescreen(spec, view, parameters)
+    screened = screening.outcomes if screening is not None else None
     if screened is None:
         outcomes = gx_factory().run(spec, runnable, view, parameters)
     else:
@@ -549,7 +574,7 @@ def evaluate(
         outcomes=tuple(everything),
         engine=engine,
         screen_false_positives=false_positives,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started + (screening.seconds if screening is not None else 0.0),
     )
 
 
