@@ -117,7 +117,14 @@ def _blank_none(value: Any) -> Any:
 
 
 def _column(frame: pd.DataFrame, name: str) -> list[Any]:
-    return [_py(v) for v in frame[name].tolist()] if name in frame.columns else [None] * len(frame)
+    """A column as plain Python values, null as None (vectorised: no per-value conversion).
+
+    Timestamps stay pandas Timestamps (a datetime: images take them as they are).
+    """
+    if name not in frame.columns:
+        return [None] * len(frame)
+    values = frame[name]
+    return values.astype(object).where(values.notna(), None).tolist()
 
 
 def _differs(a: pd.Series, b: pd.Series) -> pd.Series:
@@ -270,7 +277,7 @@ def plan_org_writes(sides: Sides, settings: Settings, details: PlanDetails | Non
 @dataclass(frozen=True)
 class _Links:
     pairs: pd.DataFrame  # request_id, claim_code: one claim per request, not in a duplicate_link
-    linked_requests: frozenset[int]  # every OA request any claim reaches (duplicates included)
+    linked_requests: pd.Series  # every OA request any claim reaches (duplicates included)
 
 
 def _links(sides: Sides, links: pd.DataFrame) -> _Links:
@@ -278,7 +285,7 @@ def _links(sides: Sides, links: pd.DataFrame) -> _Links:
     duplicate_link): rows with a link and no duplicate_link."""
     frame = links.reset_index(drop=True)
     linked = frame.dropna(subset=["request_id", "claim_code"])
-    requests = frozenset(int(r) for r in linked["request_id"].tolist())
+    requests = linked["request_id"].drop_duplicates()
     if "link" in linked.columns:  # a bxdh match that is not a link connects but does not pair
         linked = linked[linked["link"].notna()]
     if "duplicate_link" in linked.columns:
@@ -299,7 +306,7 @@ def _new_claim_rows(sides: Sides, links: _Links) -> pd.DataFrame:
         & oa["employee_code"].notna()
         & oa["amount_cents"].notna()
         & oa["currency"].notna()
-        & ~oa["request_id"].isin(list(links.linked_requests))
+        & ~oa["request_id"].isin(links.linked_requests)
     )
     return oa.loc[wanted].drop_duplicates("request_id").sort_values("request_id")
 
@@ -449,6 +456,16 @@ def _text(values: pd.Series) -> pd.Series:
     return stripped.where(stripped != "")
 
 
+def _dates_text(values: pd.Series) -> pd.Series:
+    """Dates (or anything with a date) → 'YYYY-MM-DD' text, null stays null (vectorised)."""
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.ArrowDtype):  # date32 from canonicalize: Arrow casts it to ISO text
+        return values.astype("str")
+    parsed = pd.to_datetime(values.astype(object).where(values.notna(), None), errors="coerce")
+    return parsed.dt.strftime("%Y-%m-%d").astype("str")
+
+
 def _local_dates(values: pd.Series, settings: Settings) -> pd.Series:
     """Instants → 'YYYY-MM-DD' in settings.timezone (null stays null)."""
     import pandas as pd
@@ -463,7 +480,6 @@ def _oa_writes(pairs: pd.DataFrame, settings: Settings) -> list[PlannedWrite]:
     Vectorised: the desired value of each field is computed for every pair at once; only the
     pairs with something to change become PlannedWrites.
     """
-    import pandas as pd
 
     if pairs.empty:
         return []
@@ -477,7 +493,7 @@ def _oa_writes(pairs: pd.DataFrame, settings: Settings) -> list[PlannedWrite]:
     current = {
         "bxdh": _text(pairs["bxdh"]),
         "fkzt": _text(pairs["fkzt"]),
-        "fkrq": pd.Series([_iso_date(v) for v in pairs["fkrq"].tolist()], index=pairs.index, dtype="str"),
+        "fkrq": _dates_text(pairs["fkrq"]),
         "pzh": _text(pairs["pzh"]),
     }
     ex_state = pairs["ex_state"].astype("str")
@@ -508,7 +524,7 @@ def _oa_writes(pairs: pd.DataFrame, settings: Settings) -> list[PlannedWrite]:
     ):
         after = {name: values[name][0][i] for name in desired if picked[name][i]}
         before = {name: values[name][1][i] for name in after}
-        what = ", ".join(f"{k} {v}" for k, v in sorted(after.items()))
+        what = ", ".join(after)
         writes.append(
             PlannedWrite(
                 "oa", settings.mapping.oa_form_table, "update", str(rid), before, after,
