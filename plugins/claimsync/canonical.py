@@ -178,8 +178,15 @@ def _to_tz(values: pd.Series, tz: ZoneInfo) -> pd.Series:
 
 def _code(values: pd.Series) -> pd.Series:
     """Trimmed text; empty → <NA> (a blank key is no key)."""
-    text = pa.array(values, from_pandas=True)
-    if len(values) == 0 or (not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type)):
+    try:
+        text = pa.array(values, from_pandas=True)
+    except (UnicodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        text = None  # text Arrow cannot hold (lone surrogates): trim in pandas; the quality gate judges it
+    if (
+        len(values) == 0
+        or text is None
+        or (not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type))
+    ):
         stripped = values.str.strip()
         return stripped.where(stripped != "")
     # Most keys are clean: keep the column as it is (no copy) unless some value needs trimming.
