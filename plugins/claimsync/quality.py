@@ -448,6 +448,16 @@ def _min_row_counts(
     return result
 
 
+def lines_sum_mostly_for(suite: str, rows: int) -> float:
+    """The ``lines_sum_mostly`` parameter: 1 - max(5%, 10 claims / rows) (from the check's meta)."""
+    try:
+        meta = load_suite(suite).rule("lines_sum_within_tolerance").meta
+    except KeyError:
+        return 1.0
+    share = max(float(meta.get("mismatch_share", 0.05)), float(meta.get("floor_rows", 0)) / max(rows, 1))
+    return max(0.0, 1.0 - share)
+
+
 def _table_failure(
     suite: str, outcome_rule: Rule, observed: Any, error: str | None, parameters: Mapping[str, Any]
 ) -> str:
@@ -753,7 +763,14 @@ def validate_sources(
     # GX alone up to gx_full_rows rows in all; a bigger run is screened, every frame of it
     # (GX's fixed cost per suite would otherwise dominate on the small org frames).
     frame_limit = gx_full_rows if sum(len(f) for f in frames.values()) <= gx_full_rows else 0
-    parameters_of = {s: {"latest_valid_time": latest, "min_row_count": minimums.get(s, 0)} for s in frames}
+    parameters_of = {
+        s: {
+            "latest_valid_time": latest,
+            "min_row_count": minimums.get(s, 0),
+            "lines_sum_mostly": lines_sum_mostly_for(s, len(f)),
+        }
+        for s, f in frames.items()
+    }
     prepared = _prepare(frames, settings, parameters_of, screen=frame_limit == 0)
     for suite, frame in frames.items():
         spec = load_suite(suite)

@@ -597,11 +597,8 @@ def _confirm(
             flagged = final[outcome.rule.check].failing
             false_positives += len(np.setdiff1d(flagged, outcome.failing))
             # The subset cannot judge `mostly`: keep the screen's ratio, with GX's rows.
-            success = (
-                outcome.success
-                if float(outcome.rule.kwargs.get("mostly", 1)) >= 1
-                else final[outcome.rule.check].success
-            )
+            mostly = outcome.rule.resolved_kwargs(parameters).get("mostly", 1)
+            success = outcome.success if float(mostly) >= 1 else final[outcome.rule.check].success
             final[outcome.rule.check] = CheckOutcome(
                 outcome.rule,
                 success and outcome.error is None,
