@@ -546,11 +546,19 @@ def _carry_over(state: Engine, run: RunInfo, sides: Sides, writes: Sequence[Plan
     with state.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "WITH latest AS ("
+                # Only runs since the flows' last full run: a full run planned every record again.
+                "WITH recent AS ("
+                " SELECT r.run_id FROM claimsync.sync_run r WHERE r.flow = ANY(:flows) AND NOT r.dry_run"
+                " AND r.run_id <> :run_id AND r.started_at >= COALESCE((SELECT max(f.started_at)"
+                "  FROM claimsync.sync_run f WHERE f.flow = ANY(:flows) AND f.full_run AND NOT f.dry_run"
+                "  AND f.status = 'succeeded' AND f.run_id <> :run_id), '-infinity')),"
+                " deferred AS (SELECT w.target, w.table_name, w.record_key FROM claimsync.planned_write w"
+                "  WHERE w.run_id IN (SELECT run_id FROM recent) AND w.status = 'deferred'),"
+                " latest AS ("
                 " SELECT DISTINCT ON (w.target, w.table_name, w.record_key) w.*, r.flow"
                 " FROM claimsync.planned_write w JOIN claimsync.sync_run r ON r.run_id = w.run_id"
                 " WHERE NOT r.dry_run AND w.run_id <> :run_id AND (w.target, w.table_name, w.record_key) IN"
-                "  (SELECT target, table_name, record_key FROM claimsync.planned_write WHERE status = 'deferred')"
+                "  (SELECT target, table_name, record_key FROM deferred)"
                 " ORDER BY w.target, w.table_name, w.record_key, w.id DESC)"
                 " SELECT run_id, target, table_name, operation, record_key, before_image, after_image, note,"
                 " depends_on FROM latest WHERE status = 'deferred' AND flow = ANY(:flows)"
