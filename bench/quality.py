@@ -380,7 +380,8 @@ def main() -> None:
     report.add("")
     report.add(
         "- **GX alone is too slow at this size.** Every expectation costs GX a fixed ≈ 10 ms per suite run plus "
-        "≈ 0.1-0.3 s per million rows (last column; the high end under load), and fingerprinting each batch costs ≈ 0.8 s per million "
+        "≈ 0.1-0.3 s per million rows (last column; the high end under load), "
+        "and fingerprinting each batch costs ≈ 0.8 s per million "
         "rows; ~200 expectations over ~9.4 M rows come to several times the reconcile itself."
     )
     report.add(
