@@ -116,6 +116,21 @@ def _blank_none(value: Any) -> Any:
     return value
 
 
+def _times(values: pd.Series) -> list[datetime | None]:
+    """Tz-aware timestamps as datetimes (null → None), without boxing each into a pandas Timestamp."""
+    import pandas as pd
+
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return [None if v is None or v is pd.NaT else v for v in _column(values.to_frame("v"), "v")]
+    tz = values.dt.tz
+    micros = values.dt.as_unit("us").array.asi8.tolist()
+    missing = values.isna().to_numpy().tolist()
+    return [
+        None if gone else datetime.fromtimestamp(us // 1_000_000, tz).replace(microsecond=us % 1_000_000)
+        for us, gone in zip(micros, missing, strict=True)
+    ]
+
+
 def _column(frame: pd.DataFrame, name: str) -> list[Any]:
     """A column as plain Python values, null as None (vectorised: no per-value conversion).
 
@@ -409,34 +424,33 @@ def _paired(sides: Sides, links: _Links) -> pd.DataFrame:
     ex = ex.rename(columns={c: f"ex_{c}" for c in ex.columns if c != "claim_code"})
     pairs = links.pairs.merge(oa, on="request_id", how="inner").merge(ex, on="claim_code", how="inner")
     payments = sides.expense_payments
-    failed = set(payments.loc[payments["status"] == "FAILURE", "claim_code"].dropna().tolist())
+    failed = payments.loc[payments["status"] == "FAILURE", "claim_code"].dropna()
+    pairs["ex_payment_failed"] = pairs["claim_code"].isin(failed)
+    # When the claim's last successful payment finished: the payment date if pay_time is empty.
     succeeded = payments.loc[payments["status"] == "SUCCESS"].dropna(subset=["claim_code", "finished_at"])
-    paid_at = succeeded.groupby("claim_code")["finished_at"].max().to_dict() if len(succeeded) else {}
-    pairs["ex_payment_failed"] = pairs["claim_code"].isin(list(failed))
-    paid = [paid_at.get(code) for code in pairs["claim_code"].tolist()]
-    pairs["ex_paid_at"] = pd.Series(paid, index=pairs.index, dtype="object")
-    return pairs
+    paid_at = succeeded.groupby("claim_code")["finished_at"].max().rename("ex_paid_at")
+    pairs = pairs.merge(paid_at, left_on="claim_code", right_index=True, how="left")
+    del pd
+    return pairs.reset_index(drop=True)
 
 
 def _approval_writes(pairs: pd.DataFrame) -> list[PlannedWrite]:
     submitted = pairs["ex_state"] == ClaimState.SUBMITTED.value
     approve = pairs[(pairs["state"] == ClaimState.APPROVED.value) & submitted]
     reject = pairs[pairs["state"].isin([ClaimState.REJECTED.value, ClaimState.WITHDRAWN.value]) & submitted]
-    writes = []
-    for rid, code, raw, before_time, approved_at, changed_at in zip(
-        _column(approve, "request_id"), _column(approve, "claim_code"), _column(approve, "ex_raw_state"),
-        _column(approve, "ex_approve_time"), _column(approve, "approved_at"), _column(approve, "changed_at"),
-        strict=True,
-    ):  # fmt: skip
-        when = approved_at or changed_at
-        writes.append(
-            PlannedWrite(
-                "expense", "flow", "update", str(code),
-                {"state": raw, "approve_time": before_time},
-                {"state": "paying", "approve_time": when},
-                f"OA request {rid} approved: {raw} → paying",
-            )
-        )  # fmt: skip
+    # Vectorised first: the approval time (archiving log, else the last OA action) and the note.
+    when = approve["approved_at"].where(approve["approved_at"].notna(), approve["changed_at"])
+    notes = "OA request " + approve["request_id"].astype("str") + " approved: " + approve["ex_raw_state"] + " → paying"
+    writes = [
+        PlannedWrite(
+            "expense", "flow", "update", code,
+            {"state": raw, "approve_time": before_time}, {"state": "paying", "approve_time": at}, note,
+        )
+        for code, raw, before_time, at, note in zip(
+            _column(approve, "claim_code"), _column(approve, "ex_raw_state"), _times(approve["ex_approve_time"]),
+            _times(when), notes.tolist(), strict=True,
+        )
+    ]  # fmt: skip
     for rid, code, raw, oa_state in zip(
         _column(reject, "request_id"), _column(reject, "claim_code"), _column(reject, "ex_raw_state"),
         _column(reject, "state"), strict=True,

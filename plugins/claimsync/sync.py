@@ -98,12 +98,11 @@ class SyncOutcome:
     applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # per target, this attempt
     recovered_runs: list[str] = field(default_factory=list)
     breaker: list[str] = field(default_factory=list)
-    parts: list[SyncOutcome] = field(default_factory=list)
 
     @property
     def written(self) -> int:
         """Rows written by this attempt (recovered ones were written by an earlier attempt)."""
-        return sum(int(a.get("applied", 0)) for a in self.applied.values()) + sum(p.written for p in self.parts)
+        return sum(int(a.get("applied", 0)) for a in self.applied.values())
 
     def count(self, status: str) -> int:
         return sum(n for key, n in self.planned.items() if key.endswith(f".{status}"))

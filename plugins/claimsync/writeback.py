@@ -50,7 +50,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -68,8 +68,7 @@ Operation = Literal["insert", "update"]
 # --- what a write is ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlannedWrite:
+class PlannedWrite(NamedTuple):
     """One change to one row of a target, planned before anything is written.
 
     ``before`` holds the values of the written columns as read (None for an insert);
