@@ -31,12 +31,11 @@ from sqlalchemy.engine import Engine
 
 from claimsync.config import Settings
 from claimsync.db import check_reachable, create_engine, database_errors
-from claimsync.errors import ClaimsyncError, ConfigError
+from claimsync.errors import ClaimsyncError, ConfigError, one_line
 from claimsync.ledger import LedgerSummary, attach_snapshots, claim_snapshots, record_reconciliation
-from claimsync.masking import mask_text
 from claimsync.migrations import migrate
 from claimsync.report import ReportFiles, render_run_report
-from claimsync.runs import RunInfo, begin_run, cli_run_id, finish_run
+from claimsync.runs import RunInfo, begin_run, cli_run_id, finish_run, read_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -131,14 +130,6 @@ def _engine(settings: Settings, system: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def one_line(error: BaseException) -> str:
-    """A failure as one line for sync_run.error and the console, personal data masked."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if not isinstance(error, ClaimsyncError):
-        text = f"{type(error).__name__}: {text}"
-    return mask_text(text) or ""
-
-
 @contextmanager
 def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
     """Mark the run failed (with the error in one line) if the block raises; re-raise.
@@ -164,26 +155,10 @@ def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
 
 
 def _load_run(state: Engine, run_id: str) -> RunInfo:
-    with state.connect() as conn:
-        row = (
-            conn.execute(
-                sa.text("SELECT * FROM claimsync.sync_run WHERE run_id = :r AND flow = :f"), {"r": run_id, "f": FLOW}
-            )
-            .mappings()
-            .one_or_none()
-        )
-    if row is None:
+    found = read_run(state, run_id)
+    if found is None or found[0].flow != FLOW:
         raise ClaimsyncError(f"no reconciliation run {run_id!r} in the state database: start it first")
-    return RunInfo(
-        run_id=row["run_id"],
-        flow=row["flow"],
-        as_of=row["as_of"],
-        triggered_by=row["triggered_by"],
-        config_version=row["config_version"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        full_run=row["full_run"],
-    )
+    return found[0]
 
 
 def _check_buckets(buckets: int) -> int:

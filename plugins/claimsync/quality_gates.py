@@ -25,11 +25,10 @@ from sqlalchemy.engine import Engine
 
 from claimsync.config import Settings
 from claimsync.db import create_engine
-from claimsync.errors import ClaimsyncError, RunStopped
-from claimsync.masking import mask_text
+from claimsync.errors import ClaimsyncError, RunStopped, one_line
 from claimsync.quality import frames_of, record_key, validate_delta, validate_sources, with_frames
 from claimsync.quality_rules import SOURCE_SUITES
-from claimsync.runs import RunInfo, finish_run
+from claimsync.runs import RunInfo, finish_run, read_run
 
 if TYPE_CHECKING:
     from claimsync.canonical import Sides
@@ -221,11 +220,6 @@ def quarantine_gate(settings: Settings, *, state_engine: Engine | None = None) -
 # --- DAG steps -----------------------------------------------------------------------------------
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return mask_text(text) or ""
-
-
 def _gate_step(state: Engine, run: RunInfo, sides: Any, settings: Settings) -> dict[str, Any]:
     try:
         outcome = validate_sources(
@@ -239,7 +233,7 @@ def _gate_step(state: Engine, run: RunInfo, sides: Any, settings: Settings) -> d
             suites=suites_of(run),
         )
     except RunStopped as stopped:
-        finish_run(state, run.run_id, "stopped", error=_one_line(stopped))
+        finish_run(state, run.run_id, "stopped", error=one_line(stopped))
         raise
     return outcome.to_dict()
 
@@ -261,28 +255,10 @@ def validate_sync_stage(settings: Settings, run_id: str) -> dict[str, Any]:
 
 
 def _reconcile_run(state: Engine, run_id: str) -> RunInfo:
-    with state.connect() as conn:
-        row = (
-            conn.execute(
-                sa.text("SELECT * FROM claimsync.sync_run WHERE run_id = :r AND flow = 'reconcile'"), {"r": run_id}
-            )
-            .mappings()
-            .one_or_none()
-        )
-    if row is None:
+    found = read_run(state, run_id)
+    if found is None or found[0].flow != "reconcile":
         raise ClaimsyncError(f"no reconciliation run {run_id!r} in the state database: start it first")
-    return RunInfo(
-        run_id=row["run_id"],
-        flow=row["flow"],
-        as_of=row["as_of"],
-        triggered_by=row["triggered_by"],
-        config_version=row["config_version"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        full_run=row["full_run"],
-        dry_run=row["dry_run"],
-        forced=row["forced"],
-    )
+    return found[0]
 
 
 def validate_reconcile_run(settings: Settings, run_id: str, *, force: bool = False) -> dict[str, Any]:

@@ -77,6 +77,31 @@ def finish_run(
         )
 
 
+def read_run(engine: Engine, run_id: str) -> tuple[RunInfo, dict[str, Any]] | None:
+    """The run's row as RunInfo plus its summary, or None when there is no such run."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(sa.text("SELECT * FROM claimsync.sync_run WHERE run_id = :r"), {"r": run_id})
+            .mappings()
+            .one_or_none()
+        )
+    if row is None:
+        return None
+    info = RunInfo(
+        run_id=row["run_id"],
+        flow=row["flow"],
+        as_of=row["as_of"],
+        triggered_by=row["triggered_by"],
+        config_version=row["config_version"],
+        window_start=row["window_start"],
+        window_end=row["window_end"],
+        full_run=row["full_run"],
+        dry_run=row["dry_run"],
+        forced=row["forced"],
+    )
+    return info, dict(row["summary"] or {})
+
+
 def _lock_key(flow: str) -> int:
     """A stable signed 64-bit advisory-lock key per flow."""
     digest = hashlib.sha256(f"claimsync:{flow}".encode()).digest()

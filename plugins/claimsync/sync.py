@@ -42,11 +42,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from claimsync.config import Settings, parse_time
 from claimsync.db import check_reachable, create_engine, database_errors, qualified, quote_ident, raw_cursor
-from claimsync.errors import ClaimsyncError, ConfigError, RunStopped
+from claimsync.errors import ClaimsyncError, ConfigError, RunStopped, one_line
 from claimsync.masking import mask_record, mask_text
 from claimsync.migrations import migrate
 from claimsync.resources import sql_dir
-from claimsync.runs import RunInfo, begin_run, cli_run_id, finish_run, flow_lock
+from claimsync.runs import RunInfo, begin_run, cli_run_id, finish_run, flow_lock, read_run
 from claimsync.writeback import (
     DEFAULT_BATCH_SIZE,
     ApplySummary,
@@ -172,13 +172,6 @@ def _flow(flow: str) -> str:
     return flow
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if not isinstance(error, ClaimsyncError):
-        text = f"{type(error).__name__}: {text}"
-    return mask_text(text) or ""
-
-
 @contextmanager
 def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
     """A step that raises marks the run stopped (RunStopped) or failed, with the error in one line.
@@ -190,14 +183,14 @@ def _failing_marks_run(state: Engine, run_id: str) -> Iterator[None]:
     try:
         yield
     except database_errors(state) as exc:
-        refused = ClaimsyncError(f"a database refused a statement: {_one_line(exc)}")
+        refused = ClaimsyncError(f"a database refused a statement: {one_line(exc)}")
         try:
             finish_run(state, run_id, "failed", error=str(refused))
         except Exception as unmarked:
-            raise ClaimsyncError(f"{refused} (the run could not be marked failed: {_one_line(unmarked)})") from None
+            raise ClaimsyncError(f"{refused} (the run could not be marked failed: {one_line(unmarked)})") from None
         raise refused from None
     except BaseException as exc:
-        finish_run(state, run_id, "stopped" if isinstance(exc, RunStopped) else "failed", error=_one_line(exc))
+        finish_run(state, run_id, "stopped" if isinstance(exc, RunStopped) else "failed", error=one_line(exc))
         raise
 
 
@@ -215,27 +208,10 @@ def _note(state: Engine, run_id: str, summary: Mapping[str, Any], status: str | 
 
 def load_run(state: Engine, run_id: str) -> tuple[RunInfo, dict[str, Any]]:
     """The run's bookkeeping row as RunInfo, and its summary."""
-    with state.connect() as conn:
-        row = (
-            conn.execute(sa.text("SELECT * FROM claimsync.sync_run WHERE run_id = :r"), {"r": run_id})
-            .mappings()
-            .one_or_none()
-        )
-    if row is None or row["flow"] not in FLOWS:
+    found = read_run(state, run_id)
+    if found is None or found[0].flow not in FLOWS:
         raise ClaimsyncError(f"no sync run {run_id!r} in the state database (claimsync.sync_run)")
-    info = RunInfo(
-        run_id=row["run_id"],
-        flow=row["flow"],
-        as_of=row["as_of"],
-        triggered_by=row["triggered_by"],
-        config_version=row["config_version"],
-        window_start=row["window_start"],
-        window_end=row["window_end"],
-        full_run=row["full_run"],
-        dry_run=row["dry_run"],
-        forced=row["forced"],
-    )
-    return info, dict(row["summary"] or {})
+    return found
 
 
 def watermark(state: Engine, flow: str) -> datetime | None:
@@ -943,7 +919,7 @@ def sync_command(args: Any, settings: Settings) -> int:
             delta_gate=quality_gates.delta_gate(settings),
         )
     except DBAPIError as exc:
-        raise ClaimsyncError(f"the sync failed on a database error: {_one_line(exc.orig or exc)}") from None
+        raise ClaimsyncError(f"the sync failed on a database error: {one_line(exc.orig or exc)}") from None
     for line in summary_lines(outcome):
         print(line)
     if outcome.dry_run:
