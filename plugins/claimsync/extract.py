@@ -137,7 +137,10 @@ _OA_CLAIM_SCOPE: Final = {
     "window": "(r.lastoperatedate, r.lastoperatetime) >= (%(since_date)s, %(since_time)s)"
     " AND (r.lastoperatedate, r.lastoperatetime) < (%(until_date)s, %(until_time)s)",
     "hash": _BUCKET_HASH.format(key="r.requestid::text"),
-    "keys": "(r.requestid = ANY(%(key_ids)s) OR f.bxdh = ANY(%(key_codes)s))",
+    # Keys on two tables: a UNION of two index lookups (an OR across them scans both tables).
+    "keys": "r.requestid IN (SELECT k.requestid FROM {schema}.workflow_requestbase k"
+    " WHERE k.requestid = ANY(%(key_ids)s)"
+    " UNION SELECT k.requestid FROM {schema}.{form_table} k WHERE k.bxdh = ANY(%(key_codes)s))",
     "extra": "r.requestid = ANY(%(extra_ids)s)",
 }
 _EXPENSE_CLAIM_SCOPE: Final = {
@@ -145,7 +148,8 @@ _EXPENSE_CLAIM_SCOPE: Final = {
     " AND w.update_time < %(until)s UNION SELECT p.flow_id FROM {schema}.payment p"
     " WHERE p.update_time >= %(since)s AND p.update_time < %(until)s)",
     "hash": _BUCKET_HASH.format(key="COALESCE(fl.oa_request_id::text, fl.code)"),
-    "keys": "(fl.oa_request_id = ANY(%(key_ids)s) OR fl.code = ANY(%(key_codes)s))",
+    "keys": "fl.id IN (SELECT k.id FROM {schema}.flow k WHERE k.oa_request_id = ANY(%(key_ids)s)"
+    " UNION SELECT k.id FROM {schema}.flow k WHERE k.code = ANY(%(key_codes)s))",
     "extra": "fl.code = ANY(%(extra_codes)s)",
 }
 # The OA requests a scope takes, for queries over the log and the lines (aliases r, f inside).
@@ -154,6 +158,8 @@ _OA_REQUESTS: Final = (
     " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
     " WHERE r.workflowid = %(workflow_id)s AND ({where})"
 )
+# The expense claims a scope takes, for queries over lines and payments (alias fl inside).
+_EXPENSE_FLOWS: Final = "SELECT fl.id FROM {{schema}}.flow fl WHERE {where}"
 _ORG_SCOPE: Final = {
     "oa/employees": {
         "window": "(e.lastmoddate, e.lastmodtime) >= (%(since_date)s, %(since_time)s)"
@@ -346,13 +352,16 @@ class _Side:
     def details(self, entity: str, extra: Collection[Any]) -> pd.DataFrame:
         """Lines or payments of the seed claims and of the counterparts fetched by key."""
         name = f"{self.system}/{entity}"
-        where = self.scope.seed(self.fragments)
+        seed = self.scope.seed(self.fragments)
         params: dict[str, Any] = {}
+        # The seed claims' ids, and the extra claims' as a UNION (each an index lookup; an OR
+        # of the two predicates would scan the claims table).
+        wanted, column = (_OA_REQUESTS, "f.requestid") if self.system == "oa" else (_EXPENSE_FLOWS, "fl.id")
+        ids = [wanted.format(where=seed)] if seed != "TRUE" else []
         if extra and not self.scope.full:
-            where = f"({where}) OR {self.fragments['extra']}"
+            ids.append(wanted.format(where=self.fragments["extra"]))
             params["extra_ids" if self.system == "oa" else "extra_codes"] = sorted(extra)
-        if self.system == "oa" and where != "TRUE":
-            where = f"f.requestid IN ({_OA_REQUESTS.format(where=where)})"
+        where = f"{column} IN ({' UNION '.join(ids)})" if ids else "TRUE"
         query = _render(self.conn, name, self.settings, lines_scope=where)
         return _copy_frame(self.conn, name, query, self._params(**params))
 
