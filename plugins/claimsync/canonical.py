@@ -11,8 +11,10 @@ gate may inspect or alter them, and :func:`canonicalize` turns them into :class:
 - Times: OA text dates and times are local times in ``settings.timezone``; expense
   timestamptz values are converted to the same zone. Unparseable text becomes NaT.
   Dates without a time (``fkrq``, ``kprq``, ``invoice_date``) become ``date32[pyarrow]``.
-- Each value parsed from text keeps its source text beside it in ``<column>_src`` (e.g.
-  ``changed_at_src``, ``amount_cents_src``), so a quality gate can show the offending value.
+- Each value parsed from text has its source text beside it in ``<column>_src`` (e.g.
+  ``changed_at_src``, ``amount_cents_src``) where the text did not parse, so a quality gate
+  can show the offending value; where it parsed, ``<column>_src`` is null (the parsed value
+  says it all, and a million copies of the text would double the frames' memory).
   Nothing else is added to the model's columns.
 """
 
@@ -121,6 +123,11 @@ def parse_cents(values: pd.Series) -> pd.Series:
         text = pc.replace_substring_regex(text, r"\.([0-9])$", r".\10")
         cents = pc.cast(pc.replace_substring(text, ".", ""), pa.int64())
     return pd.Series(_int64_array(cents), index=values.index)
+
+
+def _unparsed(source: pd.Series, parsed: pd.Series) -> pd.Series:
+    """``source`` where it did not parse into ``parsed`` (null there), else null."""
+    return source.where(parsed.isna().to_numpy())
 
 
 def _int64_array(values: pa.Array | pa.ChunkedArray) -> pd.arrays.IntegerArray:
@@ -286,11 +293,11 @@ def _oa_claims(raw: pd.DataFrame, lines: pd.DataFrame, tz: ZoneInfo) -> pd.DataF
     frame["lines_total_cents"] = lines_total
     frame["line_count"] = line_count
     frame = frame.loc[:, list(OA_CLAIM_COLUMNS)]
-    frame["amount_cents_src"] = raw["bxje"]
-    frame["fkrq_src"] = raw["fkrq"]
-    frame["approved_at_src"] = approved_src
-    frame["created_at_src"] = created_src
-    frame["changed_at_src"] = changed_src
+    frame["amount_cents_src"] = _unparsed(raw["bxje"], frame["amount_cents"])
+    frame["fkrq_src"] = _unparsed(raw["fkrq"], frame["fkrq"])
+    frame["approved_at_src"] = _unparsed(approved_src, frame["approved_at"])
+    frame["created_at_src"] = _unparsed(created_src, frame["created_at"])
+    frame["changed_at_src"] = _unparsed(changed_src, frame["changed_at"])
     return frame.reset_index(drop=True)
 
 
@@ -307,8 +314,8 @@ def _oa_lines(raw: pd.DataFrame) -> pd.DataFrame:
             "invoice_date": parse_date(raw["kprq"]),
         }
     )
-    frame["amount_cents_src"] = raw["je"]
-    frame["invoice_date_src"] = raw["kprq"]
+    frame["amount_cents_src"] = _unparsed(raw["je"], frame["amount_cents"])
+    frame["invoice_date_src"] = _unparsed(raw["kprq"], frame["invoice_date"])
     frame["request_id"] = request_id  # dropped by canonicalize after the totals are taken
     return frame.reset_index(drop=True)
 
@@ -376,8 +383,8 @@ def _expense_claims(raw: pd.DataFrame, lines: pd.DataFrame, payments: pd.DataFra
     frame["lines_total_cents"] = lines_total
     frame["line_count"] = line_count
     frame = frame.loc[:, list(EXPENSE_CLAIM_COLUMNS)]
-    frame["amount_cents_src"] = raw["sum_amount"]
-    frame["pay_cents_src"] = raw["pay_money"]
+    frame["amount_cents_src"] = _unparsed(raw["sum_amount"], frame["amount_cents"])
+    frame["pay_cents_src"] = _unparsed(raw["pay_money"], frame["pay_cents"])
     return frame.reset_index(drop=True)
 
 
@@ -393,8 +400,8 @@ def _expense_lines(raw: pd.DataFrame) -> pd.DataFrame:
             "invoice_date": parse_date(raw["invoice_date"]),
         }
     )
-    frame["amount_cents_src"] = raw["amount"]
-    frame["invoice_date_src"] = raw["invoice_date"]
+    frame["amount_cents_src"] = _unparsed(raw["amount"], frame["amount_cents"])
+    frame["invoice_date_src"] = _unparsed(raw["invoice_date"], frame["invoice_date"])
     return frame.reset_index(drop=True)
 
 
@@ -413,7 +420,7 @@ def _expense_payments(raw: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
         }
     )
     frame = frame.loc[:, list(PAYMENT_COLUMNS)]
-    frame["amount_cents_src"] = raw["amount"]
+    frame["amount_cents_src"] = _unparsed(raw["amount"], frame["amount_cents"])
     return frame.reset_index(drop=True)
 
 
@@ -432,7 +439,7 @@ def _oa_employees(raw: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
         }
     )
     frame = frame.loc[:, list(EMPLOYEE_COLUMNS)]
-    frame["changed_at_src"] = changed_src
+    frame["changed_at_src"] = _unparsed(changed_src, frame["changed_at"])
     return frame.reset_index(drop=True)
 
 
@@ -463,7 +470,7 @@ def _oa_departments(raw: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
         }
     )
     frame = frame.loc[:, list(DEPARTMENT_COLUMNS)]
-    frame["changed_at_src"] = changed_src
+    frame["changed_at_src"] = _unparsed(changed_src, frame["changed_at"])
     return frame.reset_index(drop=True)
 
 

@@ -150,7 +150,7 @@ def test_unparseable_oa_times_and_dates_become_nat() -> None:
     assert dates.iloc[1:].isna().all()
 
 
-def test_canonical_frames_have_the_model_columns_and_keep_source_text() -> None:
+def test_canonical_frames_have_the_model_columns_and_keep_unparsed_source_text() -> None:
     bad = {**OA_DEFAULTS, "requestid": 2, "currentnodetype": "1", "bxje": "12.345", "lastoperatedate": "2026-02-30"}
     raw = raw_sides(
         oa_claims=[{**OA_DEFAULTS, "requestid": 1, "currentnodetype": "3", "bxdh": " B1 "}, bad],
@@ -183,5 +183,9 @@ def test_canonical_frames_have_the_model_columns_and_keep_source_text() -> None:
     assert pd.isna(lines.loc["差旅费", "invoice_code"])  # blank is no code
     assert pd.isna(lines.loc["差旅费", "invoice_date"])
     assert lines.loc["差旅费", "invoice_date_src"] == "bad"
+    # text that parsed is not kept twice: its *_src is null, the parsed value says it all
+    assert pd.isna(first["amount_cents_src"]) and pd.isna(first["changed_at_src"])
+    assert pd.isna(lines.loc["餐费", "invoice_date_src"]) and pd.isna(lines.loc["餐费", "amount_cents_src"])
+    assert sides.expense_claims["amount_cents_src"].isna().all()
     assert sides.expense_claims["state"].iloc[0] == "paid"
     assert sides.scope is None
