@@ -41,9 +41,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
+import numpy as np
 import pandas as pd
 import psycopg2
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -114,8 +116,8 @@ class RawSides:
 _I64 = pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
 _TYPES: Final[Mapping[str, Mapping[str, pa.DataType]]] = {
-    "oa/claims": {"requestid": _I64, "sqr_status": _I64, "deleted": _I64, "scope_bucket": _I64},
-    "oa/lines": {"requestid": _I64, "id": _I64},
+    "oa/claims": {"requestid": _I64, "form_id": _I64, "sqr_status": _I64, "deleted": _I64, "scope_bucket": _I64},
+    "oa/lines": {"form_id": _I64, "requestid": _I64, "id": _I64},
     "oa/employees": {"status": _I64},
     "oa/departments": {},
     "expense/claims": {
@@ -159,8 +161,16 @@ _OA_REQUESTS: Final = (
     " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
     " WHERE r.workflowid = %(workflow_id)s AND ({where})"
 )
-# The expense claims a scope takes, for queries over lines and payments (alias fl inside).
-_EXPENSE_FLOWS: Final = "SELECT fl.id FROM {{schema}}.flow fl WHERE {where}"
+# The forms of the OA requests a scope takes, for the lines (aliases r, f inside).
+_OA_FORMS: Final = (
+    "SELECT f.id FROM {{schema}}.workflow_requestbase r"
+    " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
+    " WHERE r.workflowid = %(workflow_id)s AND ({where})"
+)
+# The expense claims a scope takes, for lines and payments (alias fl inside).
+_EXPENSE_FLOWS: Final = "SELECT fl.id FROM {{schema}}.flow fl WHERE fl.form_type = %(form_type)s AND ({where})"
+# Details name their claim by its form id (OA lines) or flow id (expense lines, payments).
+_OWNER_ID: Final = {"oa/lines": "d.mainid", "expense/lines": "fd.flow_id", "expense/payments": "p.flow_id"}
 _ORG_SCOPE: Final = {
     "oa/employees": {
         "window": "(e.lastmoddate, e.lastmodtime) >= (%(since_date)s, %(since_time)s)"
@@ -357,12 +367,12 @@ class _Side:
         params: dict[str, Any] = {}
         # The seed claims' ids, and the extra claims' as a UNION (each an index lookup; an OR
         # of the two predicates would scan the claims table).
-        wanted, column = (_OA_REQUESTS, "f.requestid") if self.system == "oa" else (_EXPENSE_FLOWS, "fl.id")
+        wanted = _OA_FORMS if self.system == "oa" else _EXPENSE_FLOWS
         ids = [wanted.format(where=seed)] if seed != "TRUE" else []
         if extra and not self.scope.full:
             ids.append(wanted.format(where=self.fragments["extra"]))
             params["extra_ids" if self.system == "oa" else "extra_codes"] = sorted(extra)
-        where = f"{column} IN ({' UNION '.join(ids)})" if ids else "TRUE"
+        where = f"{_OWNER_ID[name]} IN ({' UNION '.join(ids)})" if ids else "TRUE"
         query = _render(self.conn, name, self.settings, lines_scope=where)
         return _copy_frame(self.conn, name, query, self._params(**params))
 
@@ -429,11 +439,11 @@ _FRAME_QUERIES: Final = {
 # Output columns of each query (for the empty frame of a part that was not extracted).
 _COLUMNS: Final = {
     "oa/claims": (
-        "requestid requestmark bxdh sqr_workcode sqr_status sqbm_departmentmark bxje bz currentnodetype deleted"
+        "requestid form_id requestmark bxdh sqr_workcode sqr_status sqbm_departmentmark bxje bz currentnodetype deleted"
         " fkzt fkrq pzh createdate createtime lastoperatedate lastoperatetime last_logtype last_logdate"
         " last_logtime scope_bucket"
     ),
-    "oa/lines": "requestid id fylx je fpdm fphm kprq",
+    "oa/lines": "requestid id fylx je fpdm fphm kprq",  # as _owned leaves them
     "oa/employees": "workcode lastname departmentmark status email lastmoddate lastmodtime",
     "oa/departments": "departmentmark departmentname parent_departmentmark canceled modified",
     "expense/claims": (
@@ -456,7 +466,10 @@ def _empty(frame: str) -> pd.DataFrame:
 
 def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
     oa_future = pool.submit(oa.seed_claims)
-    oa_claims, expense_claims = oa_future.result(), expense.seed_claims()
+    try:
+        expense_claims = expense.seed_claims()  # while the OA side runs
+    finally:
+        oa_claims = oa_future.result()  # awaited either way: when both fail, OA's error is the one raised
     extra_ids: set[int] = set()
     extra_codes: set[str] = set()
     if not oa.scope.full:
@@ -483,26 +496,46 @@ def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict
             extra_codes.update(_texts(more_expense["code"]))
             oa_claims = _concat(oa_claims, more_oa)
             expense_claims = _concat(expense_claims, more_expense)
-    oa_lines = pool.submit(oa.details, "lines", extra_ids)
-    expense_lines = expense.details("lines", extra_codes)
-    expense_payments = expense.details("payments", extra_codes)
-    raw_oa_lines = oa_lines.result()
-    # A full extraction reads the lines table whole: keep the lines of the requests taken.
-    raw_oa_lines = raw_oa_lines[raw_oa_lines["requestid"].isin(oa_claims["requestid"])].reset_index(drop=True)
+    # Details come by owner id (a full extraction reads them whole, without a join): each
+    # side keeps those of the claims it took, named by the claim's key.
+    oa_lines = pool.submit(
+        lambda: _owned(oa.details("lines", extra_ids), "form_id", oa_claims["form_id"], oa_claims["requestid"])
+    )
+    flow_ids, claim_codes = expense_claims["id"], expense_claims["code"]
     return {
+        "expense_lines": _owned(expense.details("lines", extra_codes), "flow_id", flow_ids, claim_codes),
+        "expense_payments": _owned(expense.details("payments", extra_codes), "flow_id", flow_ids, claim_codes),
         "oa_claims": oa_claims,
-        "oa_lines": raw_oa_lines,
+        "oa_lines": oa_lines.result(),
         "expense_claims": expense_claims,
-        "expense_lines": expense_lines,
-        "expense_payments": expense_payments,
     }
+
+
+def _owned(details: pd.DataFrame, owner: str, ids: pd.Series, keys: pd.Series) -> pd.DataFrame:
+    """``details`` of the claims taken, with their ``owner`` id (one of the claims' ``ids``)
+    replaced, in place, by that claim's key (named as ``keys``): the raw frames keep their columns."""
+    first = np.flatnonzero(~ids.duplicated().to_numpy())
+    # hashed in Arrow: millions of text ids, much faster than a pandas Index of Python strings
+    universe = pa.array(ids.take(first), from_pandas=True)
+    if isinstance(universe, pa.ChunkedArray):
+        universe = universe.combine_chunks()
+    found = pc.index_in(pa.array(details[owner], from_pandas=True), value_set=universe)
+    position = np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    taken = position >= 0
+    kept = details if taken.all() else details.loc[taken].reset_index(drop=True)
+    kept[owner] = keys.take(first[position[taken]]).reset_index(drop=True)
+    renamed: pd.DataFrame = kept.rename(columns={owner: keys.name})
+    return renamed
 
 
 def _extract_org(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
     frames: dict[str, pd.DataFrame] = {}
     for entity, oa_key, expense_key in (("employees", "workcode", "code"), ("departments", "departmentmark", "code")):
         oa_future = pool.submit(oa.org, entity)
-        oa_rows, expense_rows = oa_future.result(), expense.org(entity)
+        try:
+            expense_rows = expense.org(entity)
+        finally:
+            oa_rows = oa_future.result()  # as for the claims: OA's error first
         if not oa.scope.full:
             # Counterparts by code (unique on each side): one hop completes the pairs.
             oa_future = pool.submit(oa.org, entity, set(_texts(expense_rows[expense_key])))

@@ -1,6 +1,7 @@
--- Lines (flow_detail) of expense claims of the synced form type. {lines_scope} restricts them
--- to the claims a run takes (the same scope as extract_claims.sql).
-SELECT fl.code,
+-- Lines (flow_detail) of expense claims, by the id of their flow (claimsync.extract maps it to
+-- the claim code through the claims it took, and keeps only the lines of those). {lines_scope}
+-- restricts them to the flows a run takes (TRUE when it takes all: no join then).
+SELECT fd.flow_id,
        fd.seq,
        fd.fee_type,
        fd.amount,
@@ -8,5 +9,4 @@ SELECT fl.code,
        fd.invoice_number,
        fd.invoice_date
 FROM {schema}.flow_detail fd
-JOIN {schema}.flow fl ON fl.id = fd.flow_id
-WHERE fl.form_type = %(form_type)s AND ({lines_scope})
+WHERE {lines_scope}

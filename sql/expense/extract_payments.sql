@@ -1,8 +1,8 @@
--- Payments of expense claims; {lines_scope} as in extract_lines.sql. The payee's bank account
--- is masked here, in the query, so the clear number never leaves the database (first and
--- last four kept from 12 characters up, as claimsync.masking.mask_bank_account does).
+-- Payments of expense claims, by flow id; {lines_scope} as in extract_lines.sql. The payee's
+-- bank account is masked here, in the query, so the clear number never leaves the database
+-- (first and last four kept from 12 characters up, as claimsync.masking.mask_bank_account does).
 SELECT p.id,
-       fl.code,
+       p.flow_id,
        p.amount,
        p.status,
        p.payee_name,
@@ -14,5 +14,4 @@ SELECT p.id,
        p.finish_time,
        p.update_time
 FROM {schema}.payment p
-JOIN {schema}.flow fl ON fl.id = p.flow_id
-WHERE fl.form_type = %(form_type)s AND ({lines_scope})
+WHERE {lines_scope}

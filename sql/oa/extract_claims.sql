@@ -6,6 +6,7 @@
 -- {scope_bucket}: the bucket of a row the run's window selected, else NULL.
 -- Values are bound parameters. Text stays text: dates, times and amounts as stored.
 SELECT r.requestid,
+       f.id              AS form_id,
        r.requestmark,
        f.bxdh,
        e.workcode        AS sqr_workcode,

@@ -1,7 +1,8 @@
--- Lines (明细) of OA expense requests, amounts and dates as stored text. {lines_scope}
--- restricts them to the requests a run takes (TRUE when it takes all: claimsync keeps
--- only the lines of the requests it extracted).
-SELECT f.requestid,
+-- Lines (明细) of OA expense requests, amounts and dates as stored text, by the id of the form
+-- they belong to (claimsync.extract maps it to the request id through the claims it took, and
+-- keeps only the lines of those). {lines_scope} restricts them to the forms of the requests a
+-- run takes (TRUE when it takes all: no join then, the lines table is read as it is stored).
+SELECT d.mainid AS form_id,
        d.id,
        d.fylx,
        d.je,
@@ -9,5 +10,4 @@ SELECT f.requestid,
        d.fphm,
        d.kprq
 FROM {schema}.{lines_table} d
-JOIN {schema}.{form_table} f ON f.id = d.mainid
 WHERE {lines_scope}
