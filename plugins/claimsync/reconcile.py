@@ -938,27 +938,14 @@ def _invoice_occurrences(
 def _text_ids(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Equal-text ids (-1 for null), text lengths and the id count, for the values at ``rows``.
 
-    Invoice codes and numbers are digit strings (up to 20 digits): they are read as numbers
-    (with their length, so leading zeros still count) and grouped as integers, which keeps
-    millions of lines from being hashed as text. Anything else falls back to Arrow's
-    dictionary encoding of the text.
+    Arrow's dictionary encoding hashes the text in C++ (about 0.6 s for five million invoice
+    numbers at 1M claims; reading digit strings as pairs of integers instead took twice that).
     """
-    length = pc.utf8_length(text)
-    digits = pc.match_substring_regex(text, r"^[0-9]{0,20}$")
-    if pc.all(pc.or_kleene(digits, pc.is_null(text))).as_py() is not False:
-        take = pa.array(rows)
-        padded = pc.utf8_lpad(pc.fill_null(text.take(take), ""), 20, "0")
-        high = pc.cast(pc.utf8_slice_codeunits(padded, 0, 10), pa.int64()).to_numpy(zero_copy_only=False)
-        low = pc.cast(pc.utf8_slice_codeunits(padded, 10, 20), pa.int64()).to_numpy(zero_copy_only=False)
-        size = np.asarray(pc.fill_null(length.take(take), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        head, _ = pd.factorize(high * 32 + (size + 1))  # < 1e10 * 32: fits in int64
-        ids, uniques = pd.factorize(head.astype(np.int64) * 10_000_000_000 + low)
-        ids = np.where(size < 0, -1, ids)
-        return ids, size, len(uniques)
-    encoded = pc.dictionary_encode(text.take(pa.array(rows))).unify_dictionaries()
+    taken = text.take(pa.array(rows))
+    encoded = pc.dictionary_encode(taken).unify_dictionaries()
     parts = [chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
     ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
-    size = np.asarray(pc.fill_null(length.take(pa.array(rows)), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    size = np.asarray(pc.fill_null(pc.utf8_length(taken), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     count = len(encoded.chunk(0).dictionary) if encoded.num_chunks else 0
     return ids, size, count
 

@@ -184,8 +184,10 @@ def test_canonical_frames_have_the_model_columns_and_keep_unparsed_source_text()
     assert pd.isna(lines.loc["差旅费", "invoice_date"])
     assert lines.loc["差旅费", "invoice_date_src"] == "bad"
     # text that parsed is not kept twice: its *_src is null, the parsed value says it all
-    assert pd.isna(first["amount_cents_src"]) and pd.isna(first["changed_at_src"])
-    assert pd.isna(lines.loc["餐费", "invoice_date_src"]) and pd.isna(lines.loc["餐费", "amount_cents_src"])
+    assert pd.isna(first["amount_cents_src"])
+    assert pd.isna(first["changed_at_src"])
+    assert pd.isna(lines.loc["餐费", "invoice_date_src"])
+    assert pd.isna(lines.loc["餐费", "amount_cents_src"])
     assert sides.expense_claims["amount_cents_src"].isna().all()
     assert sides.expense_claims["state"].iloc[0] == "paid"
     assert sides.scope is None
