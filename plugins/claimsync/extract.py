@@ -55,7 +55,7 @@ from claimsync.canonical import Sides, canonicalize
 from claimsync.config import Settings
 from claimsync.db import quote_ident, raw_cursor, safe_url
 from claimsync.errors import ClaimsyncError, ConfigError
-from claimsync.resources import sql_dir
+from claimsync.resources import query_template
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -213,7 +213,7 @@ _SESSION_SETUP: Final = (
 @cache
 def _template(name: str) -> str:
     system, entity = name.split("/")
-    return (sql_dir() / system / f"extract_{entity}.sql").read_text(encoding="utf-8")
+    return query_template(system, f"extract_{entity}")
 
 
 @dataclass(frozen=True)

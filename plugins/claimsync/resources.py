@@ -23,6 +23,17 @@ def sql_dir() -> Path:
     return _resource_dir("sql")
 
 
+def query_template(system: str, name: str) -> str:
+    """The query sql/<system>/<name>.sql without its comment lines.
+
+    The comments document the file; they are never sent. Sent, they would carry whatever is
+    formatted or bound into them (a {placeholder}, a %(param)s), and a bound value holding a
+    line break would end the comment and turn the rest of the value into SQL.
+    """
+    text = (sql_dir() / system / f"{name}.sql").read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--")) + "\n"
+
+
 def expectations_dir() -> Path:
     return _resource_dir("expectations")
 

@@ -45,7 +45,7 @@ from claimsync.db import check_reachable, create_engine, database_errors, qualif
 from claimsync.errors import ClaimsyncError, ConfigError, RunStopped, one_line
 from claimsync.masking import mask_record, mask_text
 from claimsync.migrations import migrate
-from claimsync.resources import sql_dir
+from claimsync.resources import query_template
 from claimsync.runs import RunInfo, begin_run, cli_run_id, finish_run, flow_lock, read_run
 from claimsync.writeback import (
     DEFAULT_BATCH_SIZE,
@@ -441,7 +441,7 @@ def _render(conn: Connection, settings: Settings, system: str, name: str) -> str
         }
     else:
         identifiers = {"schema": quote_ident(conn, mapping.expense_schema)}
-    return (sql_dir() / system / f"{name}.sql").read_text(encoding="utf-8").format(**identifiers)
+    return query_template(system, name).format(**identifiers)
 
 
 def _read(engine: Engine, settings: Settings, system: str, name: str, params: Mapping[str, Any]) -> list[Any]:

@@ -137,6 +137,20 @@ def test_window_takes_changed_rows_and_their_counterparts_by_key(databases: Data
     )
 
 
+def test_a_key_with_a_line_break_and_sql_in_it_is_only_a_value(databases: Databases) -> None:
+    # Keys found in one system are bound into the queries on the other: a value is a value even
+    # when it holds a line break (which would end an SQL comment) and SQL after it.
+    _load(databases)
+    hostile = "B3\n) OR TRUE --'); DROP TABLE ekb.flow; --"
+    with databases.engine("oa").begin() as conn:
+        conn.execute(sa.text("UPDATE ecology.formtable_main_38 SET bxdh = :b WHERE requestid = 3"), {"b": hostile})
+    raw = extract_raw(databases.engine("oa"), databases.engine("expense"), SETTINGS, window=WINDOW)
+    assert raw.oa_claims.set_index("requestid").loc[3, "bxdh"] == hostile
+    assert sorted(raw.expense_claims["code"]) == ["B1", "B2", "B6"]  # B3 is no longer named by OA 3
+    with databases.engine("expense").connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ekb.flow")).scalar() == 5
+
+
 def test_window_overlap_reaches_back(databases: Databases) -> None:
     _load(databases)
     late = Window(datetime(2026, 3, 31, 12, 33, tzinfo=TZ), datetime(2026, 3, 31, 13, 0, tzinfo=TZ))
