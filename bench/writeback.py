@@ -422,7 +422,10 @@ def _explain(oa_url: str, expense_url: str) -> tuple[dict[str, str], list[list[s
             lines = [r[0] for r in cursor.fetchall()]
         if system not in plans:  # the first query on a side is the seed query
             plans[system] = "\n".join(line for line in lines if not line.startswith(("Planning", "Execution")))
-        what = query.strip().splitlines()[0].lstrip("- ").rstrip(".:,")
+        # which query: its main table, and whether it takes the window (seed) or rows by key
+        table = re.search(r"\bFROM\s+(\S+)", query)
+        kind = "by key" if "= ANY(" in query else "window"
+        what = f"{table.group(1) if table else '?'} ({kind})"
         scans = sorted({line.split(" on ")[1].split()[0] for line in lines if "Seq Scan on" in line})
         took = next((line.split(":")[1].strip() for line in lines if line.startswith("Execution Time")), "?")
         every.append([system, what[:70], took, ", ".join(scans) or "—"])

@@ -356,8 +356,15 @@ class _Side:
         return self.claims(self.scope.seed(self.fragments))
 
     def lookup_claims(self, ids: Collection[int], codes: Collection[str]) -> pd.DataFrame:
-        """Claims linked by key to records already extracted, other than the seeds themselves."""
-        where = f"{self.fragments['keys']} AND NOT ({self.scope.seed(self.fragments)})"
+        """Claims linked by key to records already extracted (the caller drops those it has).
+
+        A bucket's own claims come back by the thousand, so its hash (a test on the row itself)
+        leaves them out here. A window's few are left in: excluding them needs the window's
+        subquery, and with it the planner scans the claims table (170 ms instead of 7 ms).
+        """
+        where = self.fragments["keys"]
+        if self.scope.window is None or self.scope.window.full:
+            where = f"{where} AND NOT ({self.scope.seed(self.fragments)})"
         return self.claims(where, key_ids=sorted(ids), key_codes=sorted(codes))
 
     def details(self, entity: str, extra: Collection[Any]) -> pd.DataFrame:
