@@ -483,6 +483,7 @@ def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict
         # Close the link groups: fetch counterparts by key until nothing new turns up.
         asked_oa: tuple[set[int], set[str]] = (set(), set())
         asked_expense: tuple[set[int], set[str]] = (set(), set())
+        first_round_of_bucket = oa.scope.window is None or oa.scope.window.full
         while True:
             oa_ids = set(_ints(expense_claims["oa_request_id"])) - asked_oa[0]
             oa_codes = set(_texts(expense_claims["code"])) - asked_oa[1]
@@ -490,6 +491,14 @@ def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict
             expense_codes = set(_texts(oa_claims["bxdh"])) - asked_expense[1]
             if not (oa_ids or oa_codes or expense_ids or expense_codes):
                 break
+            if first_round_of_bucket:
+                # First round of a bucket: a request id names a record of the same bucket on both
+                # sides (the expense hash takes oa_request_id first), so the seeds already hold
+                # whatever these ids find. Only codes can lead out of the bucket.
+                asked_oa[0].update(oa_ids)
+                asked_expense[0].update(expense_ids)
+                oa_ids, expense_ids = set(), set()
+                first_round_of_bucket = False
             asked_oa[0].update(oa_ids)
             asked_oa[1].update(oa_codes)
             asked_expense[0].update(expense_ids)
