@@ -155,20 +155,15 @@ _EXPENSE_CLAIM_SCOPE: Final = {
     " UNION SELECT k.id FROM {schema}.flow k WHERE k.code = ANY(%(key_codes)s))",
     "extra": "fl.code = ANY(%(extra_codes)s)",
 }
-# The OA requests a scope takes, for queries over the log and the lines (aliases r, f inside).
+# The OA requests a scope takes: their request ids (for the log) or form ids (for the lines).
+# Aliases r, f inside.
 _OA_REQUESTS: Final = (
-    "SELECT r.requestid FROM {{schema}}.workflow_requestbase r"
-    " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
-    " WHERE r.workflowid = %(workflow_id)s AND ({where})"
-)
-# The forms of the OA requests a scope takes, for the lines (aliases r, f inside).
-_OA_FORMS: Final = (
-    "SELECT f.id FROM {{schema}}.workflow_requestbase r"
+    "SELECT {column} FROM {{schema}}.workflow_requestbase r"
     " JOIN {{schema}}.{{form_table}} f ON f.requestid = r.requestid"
     " WHERE r.workflowid = %(workflow_id)s AND ({where})"
 )
 # The expense claims a scope takes, for lines and payments (alias fl inside).
-_EXPENSE_FLOWS: Final = "SELECT fl.id FROM {{schema}}.flow fl WHERE fl.form_type = %(form_type)s AND ({where})"
+_EXPENSE_FLOWS: Final = "SELECT {column} FROM {{schema}}.flow fl WHERE fl.form_type = %(form_type)s AND ({where})"
 # Details name their claim by its form id (OA lines) or flow id (expense lines, payments).
 _OWNER_ID: Final = {"oa/lines": "d.mainid", "expense/lines": "fd.flow_id", "expense/payments": "p.flow_id"}
 _ORG_SCOPE: Final = {
@@ -226,11 +221,16 @@ class _Scope:
 
     @property
     def full(self) -> bool:
-        return (self.window is None or self.window.full) and self.bucket is None
+        return not self.windowed and self.bucket is None
+
+    @property
+    def windowed(self) -> bool:
+        """A window of the change cursor restricts the seeds (not a full window)."""
+        return self.window is not None and not self.window.full
 
     def seed(self, fragments: Mapping[str, str]) -> str:
         parts = []
-        if self.window is not None and not self.window.full:
+        if self.windowed:
             parts.append(fragments["window"])
         if self.bucket is not None:
             parts.append(f"{fragments['hash']} = %(bucket)s")
@@ -239,7 +239,7 @@ class _Scope:
     def scope_bucket(self, fragments: Mapping[str, str]) -> str:
         """The bucket of a row the window selected (0 without buckets), else NULL."""
         bucket = fragments["hash"] if self.bucket is not None else "0"
-        if self.window is not None and not self.window.full:
+        if self.windowed:
             return f"CASE WHEN {fragments['window']} THEN {bucket} END"
         return bucket
 
@@ -346,9 +346,8 @@ class _Side:
         name = f"{self.system}/claims"
         fragments = {"scope": where, "scope_bucket": self.scope.scope_bucket(self.fragments)}
         if self.system == "oa":
-            fragments["log_scope"] = (
-                "TRUE" if where == "TRUE" else f"l.requestid IN ({_OA_REQUESTS.format(where=where)})"
-            )
+            requests = _OA_REQUESTS.format(column="r.requestid", where=where)
+            fragments["log_scope"] = "TRUE" if where == "TRUE" else f"l.requestid IN ({requests})"
         query = _render(self.conn, name, self.settings, **fragments)
         return _copy_frame(self.conn, name, query, self._params(**params))
 
@@ -363,7 +362,7 @@ class _Side:
         subquery, and with it the planner scans the claims table (170 ms instead of 7 ms).
         """
         where = self.fragments["keys"]
-        if self.scope.window is None or self.scope.window.full:
+        if not self.scope.windowed:
             where = f"{where} AND NOT ({self.scope.seed(self.fragments)})"
         return self.claims(where, key_ids=sorted(ids), key_codes=sorted(codes))
 
@@ -374,10 +373,10 @@ class _Side:
         params: dict[str, Any] = {}
         # The seed claims' ids, and the extra claims' as a UNION (each an index lookup; an OR
         # of the two predicates would scan the claims table).
-        wanted = _OA_FORMS if self.system == "oa" else _EXPENSE_FLOWS
-        ids = [wanted.format(where=seed)] if seed != "TRUE" else []
+        wanted, column = (_OA_REQUESTS, "f.id") if self.system == "oa" else (_EXPENSE_FLOWS, "fl.id")
+        ids = [wanted.format(column=column, where=seed)] if seed != "TRUE" else []
         if extra and not self.scope.full:
-            ids.append(wanted.format(where=self.fragments["extra"]))
+            ids.append(wanted.format(column=column, where=self.fragments["extra"]))
             params["extra_ids" if self.system == "oa" else "extra_codes"] = sorted(extra)
         where = f"{_OWNER_ID[name]} IN ({' UNION '.join(ids)})" if ids else "TRUE"
         query = _render(self.conn, name, self.settings, lines_scope=where)
@@ -483,7 +482,7 @@ def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict
         # Close the link groups: fetch counterparts by key until nothing new turns up.
         asked_oa: tuple[set[int], set[str]] = (set(), set())
         asked_expense: tuple[set[int], set[str]] = (set(), set())
-        first_round_of_bucket = oa.scope.window is None or oa.scope.window.full
+        first_round_of_bucket = not oa.scope.windowed
         while True:
             oa_ids = set(_ints(expense_claims["oa_request_id"])) - asked_oa[0]
             oa_codes = set(_texts(expense_claims["code"])) - asked_oa[1]
@@ -491,18 +490,16 @@ def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict
             expense_codes = set(_texts(oa_claims["bxdh"])) - asked_expense[1]
             if not (oa_ids or oa_codes or expense_ids or expense_codes):
                 break
-            if first_round_of_bucket:
-                # First round of a bucket: a request id names a record of the same bucket on both
-                # sides (the expense hash takes oa_request_id first), so the seeds already hold
-                # whatever these ids find. Only codes can lead out of the bucket.
-                asked_oa[0].update(oa_ids)
-                asked_expense[0].update(expense_ids)
-                oa_ids, expense_ids = set(), set()
-                first_round_of_bucket = False
             asked_oa[0].update(oa_ids)
             asked_oa[1].update(oa_codes)
             asked_expense[0].update(expense_ids)
             asked_expense[1].update(expense_codes)
+            if first_round_of_bucket:
+                # A request id names a record of the same bucket on both sides (the expense hash
+                # takes oa_request_id first): the seeds already hold whatever these ids find.
+                # Only codes can lead out of a bucket.
+                oa_ids, expense_ids = set(), set()
+                first_round_of_bucket = False
             oa_future = pool.submit(oa.lookup_claims, oa_ids, oa_codes)
             more_expense = expense.lookup_claims(expense_ids, expense_codes)
             more_oa = oa_future.result()
