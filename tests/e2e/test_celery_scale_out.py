@@ -7,7 +7,8 @@ instances' ``hostname``). The reconcile DAG is triggered through the REST API wi
 ``buckets=4`` (the param's default, from ``CLAIMSYNC_BUCKETS``, as a scheduled run would
 get it): the four mapped bucket tasks must have run on both workers, and the run's
 ledger and ``exceptions.csv`` must equal a single-process ``claimsync reconcile`` of the
-same data.
+same data. While two buckets run, the test holds their results' table so that neither can
+finish first: which worker takes which task is Celery's choice, so only overlap proves both work.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -111,6 +113,47 @@ def forget_queue(queue: str) -> None:
         client.close()
 
 
+def hold_buckets_until_running(
+    airflow: Airflow, state_url: str, run_id: str, *, together: int, timeout: float = 240
+) -> dict[int, str]:
+    """Keep the run's bucket tasks from finishing until ``together`` of them run at the same time.
+
+    Once ``open_run`` has created the run, a SHARE lock on ``claimsync.recon_bucket_result`` makes
+    each bucket task wait at storing its result, so it keeps its worker's slot. The lock is released
+    as soon as ``together`` bucket tasks are running (or the wait fails); returns {map_index: hostname}
+    of the running ones.
+    """
+    deadline = time.monotonic() + timeout
+
+    def buckets() -> list[dict[str, Any]]:
+        return [ti for ti in airflow.task_instances(DAG_ID, run_id) if ti["task_id"] == "reconcile.reconcile_bucket"]
+
+    while airflow.task_states(DAG_ID, run_id).get("prepare.open_run") != "success":
+        airflow.check_alive()
+        assert time.monotonic() < deadline, f"open_run did not succeed: {airflow.task_states(DAG_ID, run_id)}"
+        time.sleep(0.5)
+    engine = create_engine(state_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("LOCK TABLE claimsync.recon_bucket_result IN SHARE MODE"))
+            stored = conn.execute(
+                sa.text("SELECT count(*) FROM claimsync.recon_bucket_result WHERE run_id = :r"), {"r": run_id}
+            ).scalar_one()
+            assert stored == 0, "a bucket finished before the test could hold the buckets open"
+            while True:
+                airflow.check_alive()
+                running = {ti["map_index"]: ti["hostname"] for ti in buckets() if ti["state"] == "running"}
+                if len(running) >= together:
+                    return running
+                assert time.monotonic() < deadline, (
+                    f"{together} bucket tasks never ran at once: {airflow.task_states(DAG_ID, run_id)}\n"
+                    f"{airflow.diagnostics()}"
+                )
+                time.sleep(0.5)
+    finally:
+        engine.dispose()  # the transaction has ended, so has the lock: the held buckets store their results
+
+
 def ledger(state_url: str) -> list[tuple[Any, ...]]:
     engine = create_engine(state_url)
     try:
@@ -159,6 +202,11 @@ def test_four_buckets_on_two_celery_workers_equal_the_single_process_run(
     run_id = airflow.trigger(
         DAG_ID, interval=(DEMO_AS_OF - timedelta(days=1), DEMO_AS_OF), conf={"as_of": DEMO_AS_OF.isoformat()}
     )
+    # Celery hands a task to whichever worker is free; demo-sized buckets take seconds, so one worker
+    # can drain all four before the other gets one (seen in CI). Hold the buckets open until two
+    # run at once: with one slot per worker, that is one on each.
+    running = hold_buckets_until_running(airflow, state_dbs["airflow"], run_id, together=2)
+    assert sorted(running.values()) == sorted(WORKERS), running
     assert airflow.wait_for_run(DAG_ID, run_id, {"success"}, timeout=300) == "success"
     tis = airflow.task_instances(DAG_ID, run_id)
     buckets = [ti for ti in tis if ti["task_id"] == "reconcile.reconcile_bucket"]
