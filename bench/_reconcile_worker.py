@@ -56,25 +56,22 @@ def floor(oa_url: str, expense_url: str) -> dict[str, Any]:
 
 
 def claimsync_full(oa_url: str, expense_url: str, state_url: str) -> dict[str, Any]:
-    from claimsync.canonical import canonicalize
+    """The steps of claimsync.pipeline's single-process run, timed one by one."""
     from claimsync.config import Settings
     from claimsync.db import create_engine
-    from claimsync.extract import extract_raw
+    from claimsync.extract import extract_sides
     from claimsync.reconcile import reconcile
 
     settings = Settings()
     oa, expense = create_engine(oa_url, "OA"), create_engine(expense_url, "expense")
     phases: dict[str, float] = {}
     started = time.perf_counter()
-    raw = extract_raw(oa, expense, settings)
-    phases["extract"] = time.perf_counter() - started
-    mark = time.perf_counter()
-    sides = canonicalize(raw, settings)
-    del raw
-    phases["canonicalize"] = time.perf_counter() - mark
+    sides = extract_sides(oa, expense, settings).for_reconcile()
+    phases["extract + canonicalize"] = time.perf_counter() - started
     mark = time.perf_counter()
     result = reconcile(sides, as_of=AS_OF, settings=settings)
     phases["reconcile"] = time.perf_counter() - mark
+    del sides
     ledger = _record_ledger(state_url, result, settings)
     if ledger is not None:
         phases["ledger"] = ledger

@@ -20,7 +20,8 @@ gate may inspect or alter them, and :func:`canonicalize` turns them into :class:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import gc
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,20 @@ from claimsync.rules import FKZT_PAID, FKZT_PAYING, ClaimState
 if TYPE_CHECKING:
     from claimsync.extract import RawSides
 
-__all__ = ["Scope", "Sides", "canonicalize", "parse_cents", "parse_date", "parse_local_time"]
+__all__ = [
+    "RECONCILE_LINE_COLUMNS",
+    "Scope",
+    "Sides",
+    "canonicalize",
+    "canonicalize_frames",
+    "parse_cents",
+    "parse_date",
+    "parse_local_time",
+]
+
+
+# The line columns claimsync.reconcile reads (Sides.for_reconcile).
+RECONCILE_LINE_COLUMNS: Final = ("claim_ref", "amount_cents", "invoice_code", "invoice_number")
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,19 @@ class Sides:
     expense_employees: pd.DataFrame
     expense_departments: pd.DataFrame
     scope: Scope | None = None
+
+    def for_reconcile(self) -> Sides:
+        """These Sides with only the line columns claimsync.reconcile reads.
+
+        Line totals are already on the claims; the reconcile reads lines only for their
+        invoices. Dropping the rest (fee type, dates, source text: ≈ 250 MiB at 1M claims)
+        before it builds its working set lowers a full run's peak memory.
+        """
+        return replace(
+            self,
+            oa_lines=self.oa_lines.loc[:, list(RECONCILE_LINE_COLUMNS)],
+            expense_lines=self.expense_lines.loc[:, list(RECONCILE_LINE_COLUMNS)],
+        )
 
 
 # --- value parsers (vectorised; never raise on bad values) ---------------------------------
@@ -489,32 +516,52 @@ def _expense_departments(raw: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
 
 def canonicalize(raw: RawSides, settings: Settings) -> Sides:
     """Map raw frames (claimsync.extract.RawSides) onto the canonical model; never raises on bad values."""
+    frames = {f.name: getattr(raw, f.name) for f in fields(raw) if isinstance(getattr(raw, f.name), pd.DataFrame)}
+    return canonicalize_frames(frames, settings, bucket=raw.bucket)
+
+
+def canonicalize_frames(
+    frames: dict[str, pd.DataFrame], settings: Settings, *, bucket: tuple[int, int] | None
+) -> Sides:
+    """:func:`canonicalize` of RawSides' frames by name, taking each out of ``frames`` once its
+    canonical frame is built: a caller that holds no other reference to them (claimsync.extract)
+    frees each raw frame then, instead of holding both models whole (≈ 450 MiB at 1M claims)."""
     tz = settings.tz
-    oa_lines = _oa_lines(raw.oa_lines)
-    oa_claims = _oa_claims(raw.oa_claims, oa_lines, tz)
-    expense_lines = _expense_lines(raw.expense_lines)
-    expense_payments = _expense_payments(raw.expense_payments, tz)
-    expense_claims = _expense_claims(raw.expense_claims, expense_lines, expense_payments, tz)
+    oa_lines = _oa_lines(_hand_over(frames, "oa_lines"))
+    raw_claims = frames.pop("oa_claims")
+    oa_claims = _oa_claims(raw_claims, oa_lines, tz)
+    oa_buckets = None if bucket is None else _int64(raw_claims["scope_bucket"]).to_numpy()
+    del raw_claims
+    expense_lines = _expense_lines(_hand_over(frames, "expense_lines"))
+    expense_payments = _expense_payments(_hand_over(frames, "expense_payments"), tz)
+    raw_claims = frames.pop("expense_claims")
+    expense_claims = _expense_claims(raw_claims, expense_lines, expense_payments, tz)
+    expense_buckets = None if bucket is None else _int64(raw_claims["scope_bucket"]).to_numpy()
+    del raw_claims
+    gc.collect()
     scope = None
-    if raw.bucket is not None:
+    if bucket is not None:
         scope = Scope(
-            bucket=raw.bucket,
-            oa_buckets=pd.Series(
-                _int64(raw.oa_claims["scope_bucket"]).to_numpy(), index=oa_claims["request_id"].to_numpy()
-            ),
-            expense_buckets=pd.Series(
-                _int64(raw.expense_claims["scope_bucket"]).to_numpy(), index=expense_claims["claim_code"].to_numpy()
-            ),
+            bucket=bucket,
+            oa_buckets=pd.Series(oa_buckets, index=oa_claims["request_id"].to_numpy()),
+            expense_buckets=pd.Series(expense_buckets, index=expense_claims["claim_code"].to_numpy()),
         )
     return Sides(
         oa_claims=oa_claims,
         oa_lines=oa_lines.drop(columns="request_id"),
-        oa_employees=_oa_employees(raw.oa_employees, tz),
-        oa_departments=_oa_departments(raw.oa_departments, tz),
+        oa_employees=_oa_employees(frames.pop("oa_employees"), tz),
+        oa_departments=_oa_departments(frames.pop("oa_departments"), tz),
         expense_claims=expense_claims,
         expense_lines=expense_lines,
         expense_payments=expense_payments,
-        expense_employees=_expense_employees(raw.expense_employees, tz),
-        expense_departments=_expense_departments(raw.expense_departments, tz),
+        expense_employees=_expense_employees(frames.pop("expense_employees"), tz),
+        expense_departments=_expense_departments(frames.pop("expense_departments"), tz),
         scope=scope,
     )
+
+
+def _hand_over(frames: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    """Take ``name`` out of ``frames``, first collecting the raw frames taken before it (pandas
+    keeps frames in reference cycles, so dropping the last reference does not free them)."""
+    gc.collect()
+    return frames.pop(name)

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import gc
 import io
+import os
+import threading
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,10 +53,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from claimsync.canonical import Sides, canonicalize
+from claimsync.canonical import Sides, canonicalize_frames
 from claimsync.config import Settings
 from claimsync.db import quote_ident, raw_cursor, safe_url
 from claimsync.errors import ClaimsyncError, ConfigError
+from claimsync.memory import return_freed_memory
 from claimsync.resources import query_template
 
 if TYPE_CHECKING:
@@ -112,6 +115,8 @@ class RawSides:
     bucket: tuple[int, int] | None = None
 
 
+# Buffer of each end of the pipe between a COPY and its parser (claimsync.extract._stream_copy).
+_PIPE_BUFFER: Final = 1 << 20
 # Column types of each query's output; every other column is text.
 _I64 = pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
@@ -286,36 +291,68 @@ def _render(conn: Connection, name: str, settings: Settings, **fragments: str) -
 
 
 def _copy_frame(conn: Connection, name: str, query: str, params: Mapping[str, Any]) -> pd.DataFrame:
-    """Run ``query`` through ``COPY … TO STDOUT`` (CSV) and parse it with pyarrow."""
+    """Run ``query`` through ``COPY … TO STDOUT`` (CSV) and parse it with pyarrow as it arrives."""
     try:
         with raw_cursor(conn) as cursor:
             bound = cursor.mogrify(query, dict(params)).decode()
-            buffer = io.BytesIO()
-            cursor.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)", buffer)
+            table = _stream_copy(cursor, f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER true)", _TYPES[name])
     except psycopg2.Error as exc:
         what = "OA" if name.startswith("oa/") else "expense"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClaimsyncError(
             f"extracting from the {what} database at {safe_url(conn.engine.url)} failed ({name}): {reason}"
         ) from None
-    view = buffer.getbuffer()
-    header_end = bytes(view[: 1 << 16]).find(b"\n")
-    header = bytes(view[:header_end]).decode().split(",")
-    types = _TYPES[name]
-    table = pa_csv.read_csv(
-        pa.BufferReader(pa.py_buffer(view)),
-        read_options=pa_csv.ReadOptions(block_size=8 << 20),
+    return _to_pandas(table)
+
+
+def _stream_copy(cursor: Any, copy: str, types: Mapping[str, pa.DataType]) -> pa.Table:
+    """``copy``'s CSV, parsed by Arrow's streaming reader in a thread while psycopg2 writes it
+    into a pipe: the CSV text is never held whole (it was the largest transient of a full
+    extraction), and parsing overlaps the transfer. A COPY error is raised as psycopg2's."""
+    read_end, write_end = os.pipe()
+    parsed: dict[str, Any] = {}
+
+    def parse() -> None:
+        try:
+            with io.BufferedReader(io.FileIO(read_end, "rb"), buffer_size=_PIPE_BUFFER) as source:
+                parsed["table"] = _parse_csv(source, types)
+        except BaseException as exc:  # reported by the caller, after the COPY's own error
+            parsed["error"] = exc
+
+    reader = threading.Thread(target=parse, name="claimsync-copy-parse", daemon=True)
+    reader.start()
+    try:
+        with io.BufferedWriter(io.FileIO(write_end, "wb"), buffer_size=_PIPE_BUFFER) as sink:
+            cursor.copy_expert(copy, sink)
+    except BrokenPipeError:
+        pass  # the reader stopped early: its error says why
+    finally:
+        reader.join()
+    if "error" in parsed:
+        raise parsed["error"]
+    table: pa.Table = parsed["table"]
+    return table
+
+
+def _parse_csv(source: io.BufferedReader[io.FileIO], types: Mapping[str, pa.DataType]) -> pa.Table:
+    header = source.readline().decode().rstrip("\r\n")
+    columns = header.split(",") if header else []
+    column_types = {column: types.get(column, pa.string()) for column in columns}
+    if not source.peek(1):  # no rows (Arrow's reader wants at least one)
+        return pa.table({column: pa.array([], type=kind) for column, kind in column_types.items()})
+    reader = pa_csv.open_csv(
+        source,
+        read_options=pa_csv.ReadOptions(column_names=columns, block_size=8 << 20),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
-            column_types={column: types.get(column, pa.string()) for column in header},
+            column_types=column_types,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
             true_values=["t"],
             false_values=["f"],
         ),
     )
-    del view
-    return _to_pandas(table)
+    return reader.read_all()
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
@@ -415,6 +452,7 @@ def extract_raw(
     if not wanted or wanted - set(PARTS):
         raise ConfigError(f"parts must be among {', '.join(PARTS)}, got {sorted(wanted)!r}")
     scope = _scope(settings, window, bucket)
+    return_freed_memory()  # a full extraction's frames are freed phase by phase: let the OS have them
     with (
         _snapshot(oa_engine, "OA") as oa_conn,
         _snapshot(expense_engine, "expense") as expense_conn,
@@ -624,11 +662,11 @@ def extract_sides(
 ) -> Sides:
     """:func:`extract_raw` then :func:`claimsync.canonical.canonicalize`."""
     raw = extract_raw(oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts)
-    sides = canonicalize(raw, settings)
-    # The raw frames sit in reference cycles (pandas caches), and Arrow's allocator keeps the
-    # pages of freed buffers for reuse: collect them and give their memory back before the
-    # caller builds its own working set (≈ 350 MiB at 1M claims, measured).
-    del raw
+    frames = {name: getattr(raw, name) for name in _FRAME_QUERIES}
+    del raw  # canonicalize_frames holds the only references: it frees each raw frame when done with it
+    sides = canonicalize_frames(frames, settings, bucket=bucket)
+    # The raw frames sit in reference cycles (pandas caches): collect them and give their memory
+    # back (claimsync.memory) before the caller builds its own working set.
     gc.collect()
     pa.default_memory_pool().release_unused()
     return sides

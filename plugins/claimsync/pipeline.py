@@ -269,6 +269,7 @@ def _reconcile_one(
     )
     if gate is not None:  # the data-quality gate (DESIGN.md step 3) plugs in here
         sides = gate(sides, run)
+    sides = sides.for_reconcile()
     result = reconcile(sides, as_of=run.as_of, settings=settings)
     oa_snapshots, expense_snapshots = claim_snapshots(result.exceptions, sides.oa_claims, sides.expense_claims)
     return _Partial(result, oa_snapshots, expense_snapshots)

@@ -450,6 +450,7 @@ def _flags(size: int, positions: np.ndarray) -> np.ndarray:
 def _evaluate(sides: Sides, as_of: datetime, settings: Settings) -> _Evaluation:
     oa, expense = _unique_claims(sides)
     n_oa, n_expense = len(oa), len(expense)
+    invoice_lines = _invoice_lines(sides, oa, expense)  # first: the largest transient, while little else is held
     edges = _edges(oa, expense)
     dup_oa, dup_expense, request_hubs, claim_hubs = _duplicate_members(edges)
     labels = _components(n_oa, n_expense, edges)
@@ -662,7 +663,7 @@ def _evaluate(sides: Sides, as_of: datetime, settings: Settings) -> _Evaluation:
     clean = ~flagged[pair_oa] & ~flagged[pair_expense + n_oa]
     pair_owned = owned[pair_oa]
     invoices = _invoice_occurrences(
-        sides,
+        invoice_lines,
         oa=oa,
         expense=expense,
         labels=labels,
@@ -850,8 +851,75 @@ _INVOICE_COLUMNS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class _InvoiceLines:
+    """The lines with an invoice number of live records, reduced to what duplicate_invoice needs.
+
+    Taken before the reconcile builds its working set (while that is small), so that the
+    text of the invoices is hashed only once and only integer arrays are kept.
+    """
+
+    number_text: pa.ChunkedArray  # both sides' invoice numbers, OA lines first (views of the frames)
+    code_text: pa.ChunkedArray
+    selected: np.ndarray  # position of each line in number_text / code_text
+    node: np.ndarray  # its record: OA claims 0…n_oa-1, then expense claims
+    amount: np.ndarray  # cents
+    invoice: np.ndarray  # equal ids: equal claimsync.rules.invoice_key
+    code_kept: np.ndarray  # whether the invoice code is part of the key
+
+    def where(self, keep: np.ndarray) -> _InvoiceLines:
+        return replace(
+            self,
+            selected=self.selected[keep],
+            node=self.node[keep],
+            amount=self.amount[keep],
+            invoice=self.invoice[keep],
+            code_kept=self.code_kept[keep],
+        )
+
+
+def _invoice_lines(sides: Sides, oa: pd.DataFrame, expense: pd.DataFrame) -> _InvoiceLines | None:
+    """The lines of live records (claimsync.rules: a voided or deleted record has no invoices)."""
+    n_oa = len(oa)
+    oa_ref = pd.Index(oa["request_id"].to_numpy(dtype=np.int64))
+    present = []
+    for lines, frame, offset in ((sides.oa_lines, oa, 0), (sides.expense_lines, expense, n_oa)):
+        if lines.empty:
+            continue
+        with_number = np.flatnonzero(lines["invoice_number"].notna().to_numpy())
+        refs = _arrow(lines["claim_ref"]).take(pa.array(with_number))
+        if offset == 0:  # OA lines name their request by its id (as text)
+            record = oa_ref.get_indexer(pc.cast(refs, pa.int64(), safe=False).to_numpy(zero_copy_only=False))
+        else:
+            record = _positions(refs, expense["claim_code"])
+        del refs
+        keep = record >= 0
+        record = record[keep]
+        live = ~_in(frame["state"], _DEAD)[record]
+        present.append((lines, with_number[keep][live], _small(record[live] + offset)))
+        del with_number, record, keep, live
+    if not present:
+        return None
+    starts = np.cumsum([0] + [len(lines) for lines, _, _ in present[:-1]])
+    selected = _small(np.concatenate([rows + start for (_, rows, _), start in zip(present, starts, strict=True)]))
+    node = np.concatenate([n for _, _, n in present])
+    amount = np.concatenate([_cents(lines["amount_cents"])[rows] for lines, rows, _ in present])
+    number_text = pa.chunked_array(_chunks(_arrow(lines["invoice_number"]) for lines, _, _ in present))
+    code_text = pa.chunked_array(_chunks(_arrow(lines["invoice_code"]) for lines, _, _ in present))
+    del present
+    invoice, code_kept = _invoice_ids(number_text, code_text, selected)
+    return _InvoiceLines(number_text, code_text, selected, node, amount, invoice, code_kept)
+
+
+def _small(positions: np.ndarray) -> np.ndarray:
+    """Positions as int32 when they fit (halves the per-line arrays)."""
+    if len(positions) and int(positions.max()) > np.iinfo(np.int32).max:
+        return positions
+    return positions.astype(np.int32, copy=False)
+
+
 def _invoice_occurrences(
-    sides: Sides,
+    lines: _InvoiceLines | None,
     *,
     oa: pd.DataFrame,
     expense: pd.DataFrame,
@@ -872,101 +940,115 @@ def _invoice_occurrences(
     invoice is ``(invoice_code, invoice_number)`` with the code blanked for a 20-digit 全电
     number or when absent (claimsync.rules.invoice_key).
     """
+    if lines is not None and not owned.all():
+        lines = lines.where(owned[lines.node])
+    if lines is None or not len(lines.node):
+        return _invoice_frame(pd.DataFrame({c: [] for c in _INVOICE_COLUMNS}))
     n_oa = len(oa)
     n = len(labels)
     request_ids = np.full(n, _NO_REQUEST, dtype=np.int64)
     request_ids[:n_oa] = oa["request_id"].to_numpy(dtype=np.int64)
     unit_request = np.full(n, _NO_REQUEST, dtype=np.int64)
     np.minimum.at(unit_request, labels, request_ids)
+    del request_ids
     clean_pair = np.zeros(n, dtype=bool)
     clean_pair[pair_oa[clean]] = True
     clean_pair[pair_expense[clean] + n_oa] = True
-    oa_ref = pd.Index(oa["request_id"].to_numpy(dtype=np.int64))
 
-    # Lines of both sides with an invoice number, and the record each belongs to. Invoices are
-    # grouped as integer ids (_text_ids); text is gathered only for the rows of the result.
-    present = []
-    for lines, frame, offset in ((sides.oa_lines, oa, 0), (sides.expense_lines, expense, n_oa)):
-        if lines.empty:
-            continue
-        with_number = np.flatnonzero(lines["invoice_number"].notna().to_numpy())
-        refs = _arrow(lines["claim_ref"]).take(pa.array(with_number))
-        if offset == 0:  # OA lines name their request by its id (as text)
-            record = oa_ref.get_indexer(pc.cast(refs, pa.int64(), safe=False).to_numpy(zero_copy_only=False))
-        else:
-            record = _positions(refs, expense["claim_code"])
-        keep = record >= 0
-        node = record[keep] + offset
-        live = ~_in(frame["state"], _DEAD)[record[keep]] & owned[node]
-        present.append((lines, with_number[keep][live], node[live]))
-    if not present:
-        return _invoice_frame(pd.DataFrame({c: [] for c in _INVOICE_COLUMNS}))
-    starts = np.cumsum([0] + [len(lines) for lines, _, _ in present[:-1]])
-    selected = np.concatenate([rows + start for (_, rows, _), start in zip(present, starts, strict=True)])
-    node = np.concatenate([n for _, _, n in present])
-    number_text = pa.chunked_array(_chunks(_arrow(lines["invoice_number"]) for lines, _, _ in present))
-    code_text = pa.chunked_array(_chunks(_arrow(lines["invoice_code"]) for lines, _, _ in present))
-    n_id, number_length, n_count = _text_ids(number_text, selected)
-    c_id, code_length, _ = _text_ids(code_text, selected)
-    # claimsync.rules.invoice_key: a 20-digit 全电 number stands alone, as does one without a code
-    alone = (c_id < 0) | (number_length == 20) | (code_length == 0)
-    c_id = np.where(alone, -1, c_id)
-    invoice, _ = pd.factorize((c_id + 1) * (n_count + 1) + n_id)
-    label = labels[node]
-    unit, claim_codes = _units(unit_request[label], label, expense, labels[n_oa:])
-    amount = np.concatenate([_cents(lines["amount_cents"])[rows] for lines, rows, _ in present])
-    chosen, amount, clean = _collapse(invoice, unit, amount, clean_pair[node], repeated_only=repeated_only)
+    label = labels[lines.node]
+    unit, group, claim_codes = _units(unit_request, label, expense, labels[n_oa:])
+    chosen, amount, clean = _collapse(
+        lines.invoice, unit, lines.amount, clean_pair[lines.node], repeated_only=repeated_only
+    )
+    del unit
     currency = pd.concat([oa["currency"], expense["currency"]], ignore_index=True).astype("str")
-    chosen_code = c_id[chosen]
-    chosen_lines = pa.array(selected[chosen])
+    chosen_lines = pa.array(lines.selected[chosen])
     frame = pd.DataFrame(
         {
-            "invoice_code": pd.Series(code_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str")
+            "invoice_code": pd.Series(lines.code_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str")
             .fillna("")
-            .where(chosen_code >= 0, ""),
-            "invoice_number": pd.Series(number_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str"),
+            .where(lines.code_kept[chosen], ""),
+            "invoice_number": pd.Series(
+                lines.number_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str"
+            ),
             "unit_request": unit_request[label[chosen]],
-            "unit_code": claim_codes[chosen],
+            "unit_code": claim_codes[group[chosen]],
             "amount_cents": amount,
-            "currency": currency.take(node[chosen]).to_numpy(),
+            "currency": currency.take(lines.node[chosen]).to_numpy(),
             "clean_pair": clean,
         }
     )
     return _invoice_frame(frame)
 
 
-def _text_ids(text: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Equal-text ids (-1 for null), text lengths and the id count, for the values at ``rows``.
+def _invoice_ids(
+    number_text: pa.ChunkedArray, code_text: pa.ChunkedArray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Invoice ids of the lines at ``rows`` (equal ids: equal claimsync.rules.invoice_key), and
+    whether each line's invoice code is part of its key.
 
-    Arrow's dictionary encoding hashes the text in C++ (about 0.6 s for five million invoice
-    numbers at 1M claims; reading digit strings as pairs of integers instead took twice that).
+    A 20-digit 全电 number stands alone, as does one without a code. Both texts are grouped as
+    integer ids by Arrow's dictionary encoding (hashing in C++: about 0.6 s for five million
+    invoice numbers at 1M claims); only small arrays are kept.
     """
-    taken = text.take(pa.array(rows))
-    encoded = pc.dictionary_encode(taken).unify_dictionaries()
-    parts = [chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False) for chunk in encoded.chunks]
-    ids = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
-    size = np.asarray(pc.fill_null(pc.utf8_length(taken), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    count = len(encoded.chunk(0).dictionary) if encoded.num_chunks else 0
-    return ids, size, count
+    number_id, number_count = _text_ids(number_text)
+    number_id = number_id[rows]
+    code_id, _ = _text_ids(code_text)
+    code_id = code_id[rows]
+    code_kept = (code_id >= 0) & ~_length_is(number_text, 20)[rows] & ~_length_is(code_text, 0)[rows]
+    key = np.where(code_kept, code_id.astype(np.int64) + 1, 0) * (number_count + 1) + number_id
+    del code_id, number_id
+    invoice, _ = pd.factorize(key)
+    return _small(invoice), code_kept
+
+
+def _length_is(text: pa.ChunkedArray, length: int) -> np.ndarray:
+    """Whether each value has ``length`` characters (False for null)."""
+    same = pc.equal(pc.utf8_length(text), length).fill_null(False)
+    return (
+        np.concatenate([c.to_numpy(zero_copy_only=False) for c in same.chunks])
+        if same.num_chunks
+        else np.zeros(0, bool)
+    )
+
+
+def _text_ids(text: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """Equal-text ids (int32, -1 for null) of every value, and the id count.
+
+    The chunks are combined first: unifying per-chunk dictionaries costs quadratic time in
+    the number of chunks (20 s instead of 1 s for the invoice numbers at 1M claims).
+    """
+    encoded = pc.dictionary_encode(text.combine_chunks())
+    count = len(encoded.dictionary)
+    ids = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return ids, count
 
 
 def _units(
     unit_request: np.ndarray, label: np.ndarray, expense: pd.DataFrame, expense_labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dense unit numbers, and the claim code naming each claim-only unit ('' for the others)."""
-    claim_only = unit_request == _NO_REQUEST
-    names = np.full(len(label), "", dtype=object) if claim_only.any() else np.zeros(len(label), dtype="U1")
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense unit numbers of the lines of link groups ``label``; the group of each line, and the
+    claim code naming each group without an OA request ('' for the others).
+
+    Worked out per link group, then spread to the lines: the claim codes are read only for the
+    few expense claims without an OA request.
+    """
+    group, groups = pd.factorize(label)  # in order of first appearance: units numbered as the lines run
+    group_request = unit_request[groups]
+    claim_only = group_request == _NO_REQUEST
+    names = np.full(len(groups), "", dtype=object)
     if not claim_only.any():
-        unit, _ = pd.factorize(unit_request)
-        return unit, names
+        unit, _ = pd.factorize(group_request)
+        return _small(unit)[group], _small(group), names
     # groups without an OA request are named by their smallest claim code
-    smallest = pd.Series(expense["claim_code"].to_numpy(), index=expense_labels).groupby(level=0).min()
-    names[claim_only] = smallest.reindex(label[claim_only]).to_numpy()
+    rows = np.flatnonzero(np.isin(expense_labels, groups[claim_only]))
+    codes = pd.Series(expense["claim_code"].take(rows).to_numpy(), index=expense_labels[rows])
+    names[claim_only] = codes.groupby(level=0).min().reindex(groups[claim_only]).to_numpy()
     code_number, _ = pd.factorize(names[claim_only])
-    key = unit_request.copy()
+    key = group_request.copy()
     key[claim_only] = -1 - code_number
     unit, _ = pd.factorize(key)
-    return unit, names
+    return _small(unit)[group], _small(group), names
 
 
 def _collapse(
@@ -979,9 +1061,10 @@ def _collapse(
     if not len(invoice):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     pair = invoice.astype(np.int64) * (int(unit.max()) + 1) + unit
-    order = np.argsort(pair, kind="stable")
-    sorted_pair = pair[order]
-    starts = np.flatnonzero(np.r_[True, sorted_pair[1:] != sorted_pair[:-1]])
+    order = _small(np.argsort(pair, kind="stable"))
+    pair = pair[order]
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    del pair
     chosen = order[starts]
     largest = np.maximum.reduceat(amount[order], starts)
     all_clean = np.minimum.reduceat(clean[order].astype(np.int8), starts).astype(bool)
