@@ -120,7 +120,7 @@ def claimsync_bucket(oa_url: str, expense_url: str, index: str, count: str, out:
     started = time.perf_counter()
     sides = extract_sides(
         create_engine(oa_url, "OA"), create_engine(expense_url, "expense"), settings, bucket=(int(index), int(count))
-    )
+    ).for_reconcile()
     result = reconcile(sides, as_of=AS_OF, settings=settings)
     Path(out).write_bytes(pickle.dumps(result))
     return {"seconds": time.perf_counter() - started}

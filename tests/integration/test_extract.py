@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import psycopg2
+import psycopg2.errors
 import pytest
 import sqlalchemy as sa
 from bench._fill import fill
@@ -225,3 +227,68 @@ def test_windowed_buckets_merge_to_the_windowed_single_run(filled: Databases) ->
     assert single.oa_claims > 500
     pd.testing.assert_frame_equal(merged.exceptions, single.exceptions)
     assert merged.to_dict() == single.to_dict()
+
+
+def test_copy_is_parsed_while_it_streams_and_its_errors_stay_one_line(databases: Databases) -> None:
+    """_stream_copy: quoted line breaks and commas, null vs empty text, no rows, a COPY that fails
+    half-way (the database's error, not a parse error), and a value Arrow cannot convert (its
+    error; the pipe is closed, the connection stays usable)."""
+    import pyarrow as pa
+    import pyarrow.lib
+
+    from claimsync.extract import _stream_copy
+
+    def copy(query: str) -> str:
+        return f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+
+    with databases.engine("state").connect() as conn, raw_cursor(conn) as cursor:
+        rows = 300_000  # several MiB: more than the pipe and Arrow's first block
+        table = _stream_copy(
+            cursor,
+            copy(
+                "SELECT g AS n, g::text || E'\\n,\"x' AS t, NULL::text AS absent, '' AS blank, g % 2 = 0 AS even"
+                f" FROM generate_series(1, {rows}) g"
+            ),
+            {"n": pa.int64(), "even": pa.bool_()},
+        )
+        assert table.num_rows == rows
+        assert table.column("n").to_pylist()[:2] == [1, 2]
+        assert table.column("t")[0].as_py() == '1\n,"x'
+        assert table.column("absent").null_count == rows
+        assert table.column("blank")[0].as_py() == ""
+        assert table.column("even").to_pylist()[:2] == [False, True]
+
+        empty = _stream_copy(cursor, copy("SELECT 1 AS n, 'a' AS t WHERE false"), {"n": pa.int64()})
+        assert empty.num_rows == 0
+        assert empty.schema.types == [pa.int64(), pa.string()]
+
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            _stream_copy(cursor, copy("SELECT 1 / (g - 200000) AS n FROM generate_series(1, 300000) g"), {})
+        cursor.connection.rollback()
+
+        with pytest.raises(pyarrow.lib.ArrowInvalid, match="int64"):
+            _stream_copy(cursor, copy("SELECT 'abc' AS n FROM generate_series(1, 300000)"), {"n": pa.int64()})
+        cursor.connection.rollback()
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_extract_sides_frees_each_raw_frame_and_equals_canonicalize(filled: Databases) -> None:
+    from claimsync.canonical import canonicalize, canonicalize_frames
+
+    raw = extract_raw(filled.engine("oa"), filled.engine("expense"), SETTINGS)
+    expected = canonicalize(raw, SETTINGS)
+    frames = {name: getattr(raw, name) for name in ("oa_claims", "oa_lines", "oa_employees", "oa_departments")}
+    frames.update(
+        {
+            name: getattr(raw, name)
+            for name in ("expense_claims", "expense_lines", "expense_payments", "expense_employees")
+        }
+    )
+    frames["expense_departments"] = raw.expense_departments
+    consumed = canonicalize_frames(frames, SETTINGS, bucket=None)
+    assert frames == {}  # every raw frame was taken over
+    sides = extract_sides(filled.engine("oa"), filled.engine("expense"), SETTINGS)
+    for name in ("oa_claims", "oa_lines", "expense_claims", "expense_lines", "expense_payments", "oa_employees"):
+        pd.testing.assert_frame_equal(getattr(consumed, name), getattr(expected, name))
+        pd.testing.assert_frame_equal(getattr(sides, name), getattr(expected, name))
