@@ -12,9 +12,10 @@ of the phases rather than the largest:
 
 :func:`return_freed_memory` switches Arrow to the system allocator and fixes glibc's mmap
 threshold at its documented default (128 KiB): large buffers are then mapped and unmapped
-one by one. At 1M claims per side this lowers the peak RSS of a full reconcile from about
-2.8 to 2.3 GiB at equal speed (bench/results/reconcile.md). It is process-wide and
-idempotent; the engine calls it where a big extraction starts (claimsync.extract).
+one by one. At 1M claims per side this alone lowered the peak RSS of a full reconcile by
+about 550 MiB (2.8 → 2.3 GiB, same speed, measured before the other savings in
+bench/results/reconcile.md). It is process-wide and idempotent; the engine calls it where an
+extraction starts (claimsync.extract).
 """
 
 from __future__ import annotations
