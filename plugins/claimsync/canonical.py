@@ -21,7 +21,7 @@ gate may inspect or alter them, and :func:`canonicalize` turns them into :class:
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
@@ -516,8 +516,7 @@ def _expense_departments(raw: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
 
 def canonicalize(raw: RawSides, settings: Settings) -> Sides:
     """Map raw frames (claimsync.extract.RawSides) onto the canonical model; never raises on bad values."""
-    frames = {f.name: getattr(raw, f.name) for f in fields(raw) if isinstance(getattr(raw, f.name), pd.DataFrame)}
-    return canonicalize_frames(frames, settings, bucket=raw.bucket)
+    return canonicalize_frames(raw.frames(), settings, bucket=raw.bucket)
 
 
 def canonicalize_frames(

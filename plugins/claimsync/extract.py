@@ -114,6 +114,10 @@ class RawSides:
     window: Window | None = None
     bucket: tuple[int, int] | None = None
 
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The nine frames by name (what claimsync.canonical.canonicalize_frames takes)."""
+        return {name: getattr(self, name) for name in _FRAME_QUERIES}
+
 
 # Buffer of each end of the pipe between a COPY and its parser (claimsync.extract._stream_copy).
 _PIPE_BUFFER: Final = 1 << 20
@@ -662,7 +666,7 @@ def extract_sides(
 ) -> Sides:
     """:func:`extract_raw` then :func:`claimsync.canonical.canonicalize`."""
     raw = extract_raw(oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts)
-    frames = {name: getattr(raw, name) for name in _FRAME_QUERIES}
+    frames = raw.frames()
     del raw  # canonicalize_frames holds the only references: it frees each raw frame when done with it
     sides = canonicalize_frames(frames, settings, bucket=bucket)
     # The raw frames sit in reference cycles (pandas caches): collect them and give their memory

@@ -273,19 +273,12 @@ def test_copy_is_parsed_while_it_streams_and_its_errors_stay_one_line(databases:
         assert cursor.fetchone() == (1,)
 
 
-def test_extract_sides_frees_each_raw_frame_and_equals_canonicalize(filled: Databases) -> None:
+def test_extract_sides_takes_over_each_raw_frame_and_equals_canonicalize(filled: Databases) -> None:
     from claimsync.canonical import canonicalize, canonicalize_frames
 
     raw = extract_raw(filled.engine("oa"), filled.engine("expense"), SETTINGS)
     expected = canonicalize(raw, SETTINGS)
-    frames = {name: getattr(raw, name) for name in ("oa_claims", "oa_lines", "oa_employees", "oa_departments")}
-    frames.update(
-        {
-            name: getattr(raw, name)
-            for name in ("expense_claims", "expense_lines", "expense_payments", "expense_employees")
-        }
-    )
-    frames["expense_departments"] = raw.expense_departments
+    frames = raw.frames()
     consumed = canonicalize_frames(frames, SETTINGS, bucket=None)
     assert frames == {}  # every raw frame was taken over
     sides = extract_sides(filled.engine("oa"), filled.engine("expense"), SETTINGS)
