@@ -36,12 +36,12 @@ import gc
 import io
 import os
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
-from typing import TYPE_CHECKING, Any, Final
+from functools import cache, partial
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from claimsync.canonical import Sides, canonicalize_frames
+from claimsync.canonical import Sides, SystemClaims, assemble_sides, canonical_claims
 from claimsync.config import Settings
 from claimsync.db import quote_ident, raw_cursor, safe_url
 from claimsync.errors import ClaimsyncError, ConfigError
@@ -314,6 +314,7 @@ def _stream_copy(cursor: Any, copy: str, types: Mapping[str, pa.DataType]) -> pa
     into a pipe: the CSV text is never held whole (it was the largest transient of a full
     extraction), and parsing overlaps the transfer. A COPY error is raised as psycopg2's."""
     read_end, write_end = os.pipe()
+    _widen(write_end)
     parsed: dict[str, Any] = {}
 
     def parse() -> None:
@@ -336,6 +337,17 @@ def _stream_copy(cursor: Any, copy: str, types: Mapping[str, pa.DataType]) -> pa
         raise parsed["error"]
     table: pa.Table = parsed["table"]
     return table
+
+
+def _widen(pipe: int) -> None:
+    """Let the pipe hold a whole buffer (Linux: 64 KiB by default), so each write of the COPY's
+    1 MiB buffer is one hand-over instead of sixteen, each a wake-up of the parser."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BUFFER)
+    except (ImportError, OSError):
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size works, a little slower
 
 
 def _parse_csv(source: io.BufferedReader[io.FileIO], types: Mapping[str, pa.DataType]) -> pa.Table:
@@ -452,6 +464,61 @@ def extract_raw(
     (employees, departments); frames of a part not extracted are empty. An unreachable
     database or a missing table stops with one line (ClaimsyncError).
     """
+    oa, expense, org = _extract(
+        oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts, finish=_as_extracted
+    )
+    return RawSides(**oa, **expense, **org, window=window, bucket=bucket)
+
+
+def extract_sides(
+    oa_engine: Engine,
+    expense_engine: Engine,
+    settings: Settings,
+    *,
+    window: Window | None = None,
+    bucket: tuple[int, int] | None = None,
+    parts: Iterable[str] = PARTS,
+) -> Sides:
+    """:func:`extract_raw` then :func:`claimsync.canonical.canonicalize`, the same Sides; each
+    system's claims are canonicalized in its own thread as soon as its records are in (while
+    the other system's may still be coming), and each raw frame is freed once used."""
+
+    def canonical(system: str, frames: dict[str, pd.DataFrame]) -> SystemClaims:
+        return canonical_claims(system, frames, settings, bucket=bucket)
+
+    oa, expense, org = _extract(
+        oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts, finish=canonical
+    )
+    sides = assemble_sides(oa, expense, org, settings, bucket=bucket)
+    del oa, expense
+    # The raw frames sit in reference cycles (pandas caches): collect them and give their memory
+    # back (claimsync.memory) before the caller builds its own working set.
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    return sides
+
+
+_Done = TypeVar("_Done")
+_OA = TypeVar("_OA")
+_Expense = TypeVar("_Expense")
+
+
+def _as_extracted(system: str, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    return frames
+
+
+def _extract(
+    oa_engine: Engine,
+    expense_engine: Engine,
+    settings: Settings,
+    *,
+    window: Window | None,
+    bucket: tuple[int, int] | None,
+    parts: Iterable[str],
+    finish: Callable[[str, dict[str, pd.DataFrame]], _Done],
+) -> tuple[_Done, _Done, dict[str, pd.DataFrame]]:
+    """Each system's claim frames passed through ``finish`` (in that system's thread), and the
+    four raw org frames by name."""
     wanted = set(parts)
     if not wanted or wanted - set(PARTS):
         raise ConfigError(f"parts must be among {', '.join(PARTS)}, got {sorted(wanted)!r}")
@@ -460,16 +527,18 @@ def extract_raw(
     with (
         _snapshot(oa_engine, "OA") as oa_conn,
         _snapshot(expense_engine, "expense") as expense_conn,
-        ThreadPoolExecutor(max_workers=2, thread_name_prefix="claimsync-extract") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimsync-extract-oa") as pool,
     ):
         oa = _Side("oa", oa_conn, settings, scope)
         expense = _Side("expense", expense_conn, settings, scope)
-        frames: dict[str, pd.DataFrame] = {}
         if "claims" in wanted:
-            frames.update(_extract_claims(pool, oa, expense))
-        if "org" in wanted:
-            frames.update(_extract_org(pool, oa, expense))
-    return RawSides(**{name: frames.get(name, _empty(name)) for name in _FRAME_QUERIES}, window=window, bucket=bucket)
+            oa_done, expense_done = _extract_claims(pool, oa, expense, finish)
+        else:
+            oa_done, expense_done = (
+                finish(system, {name: _empty(name) for name in _SYSTEM_FRAMES[system]}) for system in ("oa", "expense")
+            )
+        org = _extract_org(pool, oa, expense) if "org" in wanted else {name: _empty(name) for name in _ORG_FRAMES}
+    return oa_done, expense_done, org
 
 
 _FRAME_QUERIES: Final = {
@@ -505,6 +574,14 @@ _COLUMNS: Final = {
 }
 
 
+# The raw frames of each system's claims, and the org frames.
+_SYSTEM_FRAMES: Final = {
+    "oa": ("oa_claims", "oa_lines"),
+    "expense": ("expense_claims", "expense_lines", "expense_payments"),
+}
+_ORG_FRAMES: Final = ("oa_employees", "oa_departments", "expense_employees", "expense_departments")
+
+
 def _empty(frame: str) -> pd.DataFrame:
     name = _FRAME_QUERIES[frame]
     types = _TYPES[name]
@@ -512,90 +589,115 @@ def _empty(frame: str) -> pd.DataFrame:
     return _to_pandas(schema.empty_table())
 
 
-def _extract_claims(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
-    oa_future = pool.submit(oa.seed_claims)
+def _both(
+    pool: ThreadPoolExecutor, on_oa: Callable[[], _OA], on_expense: Callable[[], _Expense]
+) -> tuple[_OA, _Expense]:
+    """``on_oa`` in the pool while ``on_expense`` runs here; when both fail, OA's error is raised."""
+    oa_future = pool.submit(on_oa)
     try:
-        expense_claims = expense.seed_claims()  # while the OA side runs
+        expense_result = on_expense()
     finally:
-        oa_claims = oa_future.result()  # awaited either way: when both fail, OA's error is the one raised
+        oa_result = oa_future.result()  # awaited either way, before the connections close
+    return oa_result, expense_result
+
+
+def _extract_claims(
+    pool: ThreadPoolExecutor, oa: _Side, expense: _Side, finish: Callable[[str, dict[str, pd.DataFrame]], _Done]
+) -> tuple[_Done, _Done]:
+    if oa.scope.full:
+        # Every claim, every detail: neither system waits for the other.
+        return _both(
+            pool,
+            lambda: finish("oa", _oa_frames(oa, oa.seed_claims(), set())),
+            lambda: finish("expense", _expense_frames(expense, expense.seed_claims(), set())),
+        )
+    oa_claims, expense_claims = _both(pool, oa.seed_claims, expense.seed_claims)
     extra_ids: set[int] = set()
     extra_codes: set[str] = set()
-    if not oa.scope.full:
-        # Close the link groups: fetch counterparts by key until nothing new turns up.
-        asked_oa: tuple[set[int], set[str]] = (set(), set())
-        asked_expense: tuple[set[int], set[str]] = (set(), set())
-        first_round_of_bucket = not oa.scope.windowed
-        while True:
-            oa_ids = set(_ints(expense_claims["oa_request_id"])) - asked_oa[0]
-            oa_codes = set(_texts(expense_claims["code"])) - asked_oa[1]
-            expense_ids = set(_ints(oa_claims["requestid"])) - asked_expense[0]
-            expense_codes = set(_texts(oa_claims["bxdh"])) - asked_expense[1]
-            if not (oa_ids or oa_codes or expense_ids or expense_codes):
-                break
-            asked_oa[0].update(oa_ids)
-            asked_oa[1].update(oa_codes)
-            asked_expense[0].update(expense_ids)
-            asked_expense[1].update(expense_codes)
-            if first_round_of_bucket:
-                # A request id names a record of the same bucket on both sides (the expense hash
-                # takes oa_request_id first): the seeds already hold whatever these ids find.
-                # Only codes can lead out of a bucket.
-                oa_ids, expense_ids = set(), set()
-                first_round_of_bucket = False
-            oa_future = pool.submit(oa.lookup_claims, oa_ids, oa_codes)
-            more_expense = expense.lookup_claims(expense_ids, expense_codes)
-            more_oa = oa_future.result()
-            more_oa = more_oa[~more_oa["requestid"].isin(oa_claims["requestid"])]
-            more_expense = more_expense[~more_expense["code"].isin(expense_claims["code"])]
-            extra_ids.update(_ints(more_oa["requestid"]))
-            extra_codes.update(_texts(more_expense["code"]))
-            oa_claims = _concat(oa_claims, more_oa)
-            expense_claims = _concat(expense_claims, more_expense)
-    # Details come by owner id (a full extraction reads them whole, without a join): each
-    # side keeps those of the claims it took, named by the claim's key.
-    oa_lines = pool.submit(
-        lambda: _owned(oa.details("lines", extra_ids), "form_id", oa_claims["form_id"], oa_claims["requestid"])
+    # Close the link groups: fetch counterparts by key until nothing new turns up.
+    asked_oa: tuple[set[int], set[str]] = (set(), set())
+    asked_expense: tuple[set[int], set[str]] = (set(), set())
+    first_round_of_bucket = not oa.scope.windowed
+    while True:
+        oa_ids = set(_ints(expense_claims["oa_request_id"])) - asked_oa[0]
+        oa_codes = set(_texts(expense_claims["code"])) - asked_oa[1]
+        expense_ids = set(_ints(oa_claims["requestid"])) - asked_expense[0]
+        expense_codes = set(_texts(oa_claims["bxdh"])) - asked_expense[1]
+        if not (oa_ids or oa_codes or expense_ids or expense_codes):
+            break
+        asked_oa[0].update(oa_ids)
+        asked_oa[1].update(oa_codes)
+        asked_expense[0].update(expense_ids)
+        asked_expense[1].update(expense_codes)
+        if first_round_of_bucket:
+            # A request id names a record of the same bucket on both sides (the expense hash
+            # takes oa_request_id first): the seeds already hold whatever these ids find.
+            # Only codes can lead out of a bucket.
+            oa_ids, expense_ids = set(), set()
+            first_round_of_bucket = False
+        more_oa, more_expense = _both(
+            pool,
+            partial(oa.lookup_claims, oa_ids, oa_codes),
+            partial(expense.lookup_claims, expense_ids, expense_codes),
+        )
+        more_oa = more_oa[~more_oa["requestid"].isin(oa_claims["requestid"])]
+        more_expense = more_expense[~more_expense["code"].isin(expense_claims["code"])]
+        extra_ids.update(_ints(more_oa["requestid"]))
+        extra_codes.update(_texts(more_expense["code"]))
+        oa_claims = _concat(oa_claims, more_oa)
+        expense_claims = _concat(expense_claims, more_expense)
+    return _both(
+        pool,
+        lambda: finish("oa", _oa_frames(oa, oa_claims, extra_ids)),
+        lambda: finish("expense", _expense_frames(expense, expense_claims, extra_codes)),
     )
-    flow_ids, claim_codes = expense_claims["id"], expense_claims["code"]
+
+
+# Details come by owner id (a full extraction reads them whole, without a join): each side
+# keeps those of the claims it took, named by the claim's key.
+def _oa_frames(oa: _Side, claims: pd.DataFrame, extra_ids: Collection[int]) -> dict[str, pd.DataFrame]:
+    lines = _owned(oa.details("lines", extra_ids), "form_id", claims["form_id"], claims["requestid"])
+    return {"oa_claims": claims, "oa_lines": lines}
+
+
+def _expense_frames(expense: _Side, claims: pd.DataFrame, extra_codes: Collection[str]) -> dict[str, pd.DataFrame]:
+    flow_ids, codes = claims["id"], claims["code"]
     return {
-        "expense_lines": _owned(expense.details("lines", extra_codes), "flow_id", flow_ids, claim_codes),
-        "expense_payments": _owned(expense.details("payments", extra_codes), "flow_id", flow_ids, claim_codes),
-        "oa_claims": oa_claims,
-        "oa_lines": oa_lines.result(),
-        "expense_claims": expense_claims,
+        "expense_claims": claims,
+        "expense_lines": _owned(expense.details("lines", extra_codes), "flow_id", flow_ids, codes),
+        "expense_payments": _owned(expense.details("payments", extra_codes), "flow_id", flow_ids, codes),
     }
 
 
 def _owned(details: pd.DataFrame, owner: str, ids: pd.Series, keys: pd.Series) -> pd.DataFrame:
     """``details`` of the claims taken, with their ``owner`` id (one of the claims' ``ids``)
     replaced, in place, by that claim's key (named as ``keys``): the raw frames keep their columns."""
-    first = np.flatnonzero(~ids.duplicated().to_numpy())
-    # hashed in Arrow: millions of text ids, much faster than a pandas Index of Python strings
-    universe = pa.array(ids.take(first), from_pandas=True)
-    if isinstance(universe, pa.ChunkedArray):
-        universe = universe.combine_chunks()
-    found = pc.index_in(pa.array(details[owner], from_pandas=True), value_set=universe)
+    # Hashed in Arrow (millions of text ids: much faster than a pandas Index of Python strings);
+    # index_in gives the first equal id's position, so duplicate ids need no pass of their own.
+    found = pc.index_in(_combined(details[owner]), value_set=_combined(ids))
     position = np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
     taken = position >= 0
     kept = details if taken.all() else details.loc[taken].reset_index(drop=True)
-    kept[owner] = keys.take(first[position[taken]]).reset_index(drop=True)
+    kept[owner] = keys.take(position[taken]).reset_index(drop=True)
     renamed: pd.DataFrame = kept.rename(columns={owner: keys.name})
     return renamed
+
+
+def _combined(values: pd.Series) -> pa.Array:
+    array = pa.array(values, from_pandas=True)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _extract_org(pool: ThreadPoolExecutor, oa: _Side, expense: _Side) -> dict[str, pd.DataFrame]:
     frames: dict[str, pd.DataFrame] = {}
     for entity, oa_key, expense_key in (("employees", "workcode", "code"), ("departments", "departmentmark", "code")):
-        oa_future = pool.submit(oa.org, entity)
-        try:
-            expense_rows = expense.org(entity)
-        finally:
-            oa_rows = oa_future.result()  # as for the claims: OA's error first
+        oa_rows, expense_rows = _both(pool, partial(oa.org, entity), partial(expense.org, entity))
         if not oa.scope.full:
             # Counterparts by code (unique on each side): one hop completes the pairs.
-            oa_future = pool.submit(oa.org, entity, set(_texts(expense_rows[expense_key])))
-            more_expense = expense.org(entity, set(_texts(oa_rows[oa_key])))
-            more_oa = oa_future.result()
+            oa_codes, expense_codes = set(_texts(expense_rows[expense_key])), set(_texts(oa_rows[oa_key]))
+            more_oa, more_expense = _both(
+                pool, partial(oa.org, entity, oa_codes), partial(expense.org, entity, expense_codes)
+            )
             oa_rows = _concat(oa_rows, more_oa[~more_oa[oa_key].isin(oa_rows[oa_key])])
             expense_rows = _concat(
                 expense_rows, more_expense[~more_expense[expense_key].isin(expense_rows[expense_key])]
@@ -653,24 +755,3 @@ class _snapshot:
 def _extract_error(exc: DBAPIError, what: str, url: URL) -> ClaimsyncError:
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
     return ClaimsyncError(f"extracting from the {what} database at {safe_url(url)} failed: {reason}")
-
-
-def extract_sides(
-    oa_engine: Engine,
-    expense_engine: Engine,
-    settings: Settings,
-    *,
-    window: Window | None = None,
-    bucket: tuple[int, int] | None = None,
-    parts: Iterable[str] = PARTS,
-) -> Sides:
-    """:func:`extract_raw` then :func:`claimsync.canonical.canonicalize`."""
-    raw = extract_raw(oa_engine, expense_engine, settings, window=window, bucket=bucket, parts=parts)
-    frames = raw.frames()
-    del raw  # canonicalize_frames holds the only references: it frees each raw frame when done with it
-    sides = canonicalize_frames(frames, settings, bucket=bucket)
-    # The raw frames sit in reference cycles (pandas caches): collect them and give their memory
-    # back (claimsync.memory) before the caller builds its own working set.
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    return sides

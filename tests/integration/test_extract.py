@@ -24,6 +24,8 @@ TZ = ZoneInfo("Asia/Shanghai")
 SETTINGS = Settings()
 WINDOW = Window(datetime(2026, 3, 31, 12, 0, tzinfo=TZ), datetime(2026, 3, 31, 13, 0, tzinfo=TZ))
 OLD, INSIDE = ("2026-03-01", "09:00:00"), ("2026-03-31", "12:30:00")
+# A window of the generated data of the ``filled`` fixture.
+WINDOW_OF_FILLED = Window(datetime(2026, 1, 2, 0, 0, tzinfo=TZ), datetime(2026, 1, 2, 6, 0, tzinfo=TZ))
 
 OA_ROWS = """
 INSERT INTO ecology.hrmdepartment VALUES (1, 'D1', '财务部', NULL, NULL, '2026-01-01 00:00:00');
@@ -213,7 +215,7 @@ def test_buckets_partition_the_rows_and_merge_to_the_single_run(filled: Database
 
 def test_windowed_buckets_merge_to_the_windowed_single_run(filled: Databases) -> None:
     oa, expense = filled.engine("oa"), filled.engine("expense")
-    window = Window(datetime(2026, 1, 2, 0, 0, tzinfo=TZ), datetime(2026, 1, 2, 6, 0, tzinfo=TZ))
+    window = WINDOW_OF_FILLED
     as_of = window.end + timedelta(minutes=10)
     single = reconcile(extract_sides(oa, expense, SETTINGS, window=window), as_of=as_of, settings=SETTINGS)
     merged = merge_results(
@@ -273,7 +275,20 @@ def test_copy_is_parsed_while_it_streams_and_its_errors_stay_one_line(databases:
         assert cursor.fetchone() == (1,)
 
 
-def test_extract_sides_takes_over_each_raw_frame_and_equals_canonicalize(filled: Databases) -> None:
+FRAMES = (
+    "oa_claims",
+    "oa_lines",
+    "oa_employees",
+    "oa_departments",
+    "expense_claims",
+    "expense_lines",
+    "expense_payments",
+    "expense_employees",
+    "expense_departments",
+)
+
+
+def test_canonicalize_frames_takes_over_each_raw_frame_and_equals_canonicalize(filled: Databases) -> None:
     from claimsync.canonical import canonicalize, canonicalize_frames
 
     raw = extract_raw(filled.engine("oa"), filled.engine("expense"), SETTINGS)
@@ -281,7 +296,41 @@ def test_extract_sides_takes_over_each_raw_frame_and_equals_canonicalize(filled:
     frames = raw.frames()
     consumed = canonicalize_frames(frames, SETTINGS, bucket=None)
     assert frames == {}  # every raw frame was taken over
-    sides = extract_sides(filled.engine("oa"), filled.engine("expense"), SETTINGS)
-    for name in ("oa_claims", "oa_lines", "expense_claims", "expense_lines", "expense_payments", "oa_employees"):
+    for name in FRAMES:
         pd.testing.assert_frame_equal(getattr(consumed, name), getattr(expected, name))
+
+
+@pytest.mark.parametrize(
+    ("window", "bucket", "parts"),
+    [
+        (None, None, ("claims", "org")),
+        (WINDOW_OF_FILLED, None, ("claims", "org")),
+        (None, (1, 3), ("claims", "org")),
+        (WINDOW_OF_FILLED, (2, 4), ("claims", "org")),
+        (None, None, ("claims",)),
+        (None, None, ("org",)),
+    ],
+    ids=["full", "window", "bucket", "windowed-bucket", "claims-only", "org-only"],
+)
+def test_extract_sides_equals_canonicalize_of_extract_raw(
+    filled: Databases, window: Window | None, bucket: tuple[int, int] | None, parts: tuple[str, ...]
+) -> None:
+    """extract_sides canonicalizes each system in its own thread as its records arrive; the
+    result is exactly canonicalize(extract_raw(…)) in every scope."""
+    from claimsync.canonical import canonicalize
+
+    oa, expense = filled.engine("oa"), filled.engine("expense")
+    expected = canonicalize(extract_raw(oa, expense, SETTINGS, window=window, bucket=bucket, parts=parts), SETTINGS)
+    sides = extract_sides(oa, expense, SETTINGS, window=window, bucket=bucket, parts=parts)
+    assert len(expected.oa_claims) + len(expected.oa_employees) > 0
+    for name in FRAMES:
         pd.testing.assert_frame_equal(getattr(sides, name), getattr(expected, name))
+    if bucket is None:
+        assert sides.scope is None
+        assert expected.scope is None
+    else:
+        assert sides.scope is not None
+        assert expected.scope is not None
+        assert sides.scope.bucket == expected.scope.bucket == bucket
+        pd.testing.assert_series_equal(sides.scope.oa_buckets, expected.scope.oa_buckets)
+        pd.testing.assert_series_equal(sides.scope.expense_buckets, expected.scope.expense_buckets)
