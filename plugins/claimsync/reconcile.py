@@ -39,7 +39,6 @@ single-process ``reconcile`` of the same data.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
@@ -992,11 +991,9 @@ def _invoice_ids(
     integer ids by Arrow's dictionary encoding (hashing in C++: about 0.6 s for five million
     invoice numbers at 1M claims); only small arrays are kept.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimsync-invoice-codes") as pool:
-        codes = pool.submit(_text_ids, code_text)  # Arrow hashes without the GIL: both texts at once
-        number_id, number_count = _text_ids(number_text)
-        code_id, _ = codes.result()
+    number_id, number_count = _text_ids(number_text)
     number_id = number_id[rows]
+    code_id, _ = _text_ids(code_text)
     code_id = code_id[rows]
     code_kept = (code_id >= 0) & ~_length_is(number_text, 20)[rows] & ~_length_is(code_text, 0)[rows]
     key = np.where(code_kept, code_id.astype(np.int64) + 1, 0) * (number_count + 1) + number_id
