@@ -146,7 +146,7 @@ def _edges(oa: pd.DataFrame, expense: pd.DataFrame) -> pd.DataFrame:
         {
             "oa": target[ok].astype(np.int64),
             "expense": np.flatnonzero(has_named)[ok],
-            "link": "primary",
+            "link": np.full(int(ok.sum()), "primary", dtype=object),
         }
     )
     with_code = oa["claim_code"].notna().to_numpy()
@@ -157,10 +157,11 @@ def _edges(oa: pd.DataFrame, expense: pd.DataFrame) -> pd.DataFrame:
     # bxdh may repeat across requests: index_in found each request's claim; that is all we need.
     named_id = expense["oa_request_id"].to_numpy(dtype=np.float64, na_value=np.nan)[expense_side]
     own_id = oa["request_id"].to_numpy(dtype=np.int64)[oa_side]
-    kind = np.where(np.isnan(named_id), "fallback", np.where(named_id == own_id, "primary", ""))
+    kind = np.full(len(oa_side), None, dtype=object)  # filled in place: no text array per edge
+    kind[np.isnan(named_id)] = "fallback"
+    kind[named_id == own_id] = "primary"
     by_code = pd.DataFrame({"oa": oa_side, "expense": expense_side, "link": kind})
     edges = pd.concat([primary, by_code], ignore_index=True).drop_duplicates(["oa", "expense"], keep="first")
-    edges["link"] = edges["link"].replace("", None)
     return edges.reset_index(drop=True)
 
 
@@ -965,12 +966,8 @@ def _invoice_occurrences(
     chosen_lines = pa.array(lines.selected[chosen])
     frame = pd.DataFrame(
         {
-            "invoice_code": pd.Series(lines.code_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str")
-            .fillna("")
-            .where(lines.code_kept[chosen], ""),
-            "invoice_number": pd.Series(
-                lines.number_text.take(chosen_lines).to_numpy(zero_copy_only=False), dtype="str"
-            ),
+            "invoice_code": _texts(lines.code_text.take(chosen_lines)).fillna("").where(lines.code_kept[chosen], ""),
+            "invoice_number": _texts(lines.number_text.take(chosen_lines)),
             "unit_request": unit_request[label[chosen]],
             "unit_code": claim_codes[group[chosen]],
             "amount_cents": amount,
@@ -979,6 +976,12 @@ def _invoice_occurrences(
         }
     )
     return _invoice_frame(frame)
+
+
+def _texts(values: pa.ChunkedArray) -> pd.Series:
+    """Arrow text as a pandas ``str`` Series, without a Python object per value."""
+    texts: pd.Series = values.to_pandas().astype("str")
+    return texts
 
 
 def _invoice_ids(
