@@ -12,7 +12,8 @@ OA (workflow_requestbase + form header + approval log):
   currentnodetype '3' and fkzt 已支付          → paid
   currentnodetype '3' otherwise (null/支付失败) → approved
   currentnodetype '1' or '2'                   → submitted
-  currentnodetype '0': the last *decisive* log (logtype in 2,0,3,r,e; by date, time, logid)
+  currentnodetype '0': the last *decisive* log (logtype in 2,0,3,r,e; by date, time, logid; the
+      date and time texts compared byte by byte, whatever the database's collation)
       is '3' → rejected; is 'r' → withdrawn; anything else or no log → draft
 Expense (flow.state + payment):
   draft → draft; pending, approving → submitted; rejected → rejected; nullify → voided;
