@@ -528,8 +528,9 @@ def canonicalize_frames(
     frames: dict[str, pd.DataFrame], settings: Settings, *, bucket: tuple[int, int] | None
 ) -> Sides:
     """:func:`canonicalize` of RawSides' frames by name, taking each out of ``frames`` once its
-    canonical frame is built: a caller that holds no other reference to them (claimsync.extract)
-    frees each raw frame then, instead of holding both models whole (≈ 450 MiB at 1M claims)."""
+    canonical frame is built: a caller that holds no other reference to them frees each raw
+    frame then, instead of holding both models whole (≈ 450 MiB at 1M claims). claimsync.extract
+    calls the two steps, :func:`canonical_claims` per system and :func:`assemble_sides`, itself."""
     oa = canonical_claims("oa", frames, settings, bucket=bucket)
     expense = canonical_claims("expense", frames, settings, bucket=bucket)
     return assemble_sides(oa, expense, frames, settings, bucket=bucket)

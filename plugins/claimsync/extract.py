@@ -579,7 +579,9 @@ _SYSTEM_FRAMES: Final = {
     "oa": ("oa_claims", "oa_lines"),
     "expense": ("expense_claims", "expense_lines", "expense_payments"),
 }
-_ORG_FRAMES: Final = ("oa_employees", "oa_departments", "expense_employees", "expense_departments")
+_ORG_FRAMES: Final = tuple(
+    name for name in _FRAME_QUERIES if not any(name in frames for frames in _SYSTEM_FRAMES.values())
+)
 
 
 def _empty(frame: str) -> pd.DataFrame:
